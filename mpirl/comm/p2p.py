@@ -1,0 +1,126 @@
+"""Nonblocking point-to-point messaging with preallocated buffers.
+
+A :class:`Channel` carries one message kind (a :class:`MessageSpec`) under one
+tag. Senders own a small pool of buffers and never wait for the receiver while
+a free buffer remains; receivers keep receives posted and poll them. A
+zero-length message on the shutdown tag tells a peer to stop.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mpirl.comm.buffers import Message, MessageSpec
+from mpirl.comm.wait import poll_until, wait, wait_all
+
+SHUTDOWN_TAG = 32000
+_EMPTY = np.zeros(1, dtype=np.uint8)
+
+
+class Sender:
+    """Sends messages of one spec to any rank from a pool of ``slots`` buffers."""
+
+    def __init__(self, world, spec: MessageSpec, tag: int, slots: int = 2):
+        self.world, self.spec, self.tag = world, spec, tag
+        self.buffers = [spec.allocate() for _ in range(slots)]
+        self.requests = [None] * slots
+
+    def free_slot(self):
+        """Index of a buffer whose last send completed, or None (never blocks)."""
+        for i, req in enumerate(self.requests):
+            if req is None or req.Test():
+                self.requests[i] = None
+                return i
+        return None
+
+    def acquire(self, timeout_s=None) -> int | None:
+        """Wait (with backoff) for a free buffer slot; returns its index or None on timeout."""
+        found = []
+        ok = poll_until(lambda: found.append(self.free_slot()) or found[-1] is not None, timeout_s)
+        return found[-1] if ok else None
+
+    def buffer(self, slot: int) -> Message:
+        """The message buffer of ``slot``, to fill before :meth:`send`."""
+        return self.buffers[slot]
+
+    def send(self, slot: int, dest: int) -> None:
+        """Start a nonblocking send of ``slot``'s buffer to ``dest``."""
+        self.requests[slot] = self.world.comm.Isend(self.buffers[slot].buffer, dest=dest, tag=self.tag)
+
+    def flush(self, timeout_s=None) -> bool:
+        """Wait until every send in flight has completed."""
+        pending = [r for r in self.requests if r is not None]
+        ok = wait_all(pending, timeout_s) if pending else True
+        if ok:
+            self.requests = [None] * len(self.requests)
+        return ok
+
+
+class Receiver:
+    """Keeps nonblocking receives posted from ``sources`` for one message spec."""
+
+    def __init__(self, world, spec: MessageSpec, tag: int, sources):
+        from mpi4py import MPI
+
+        self.MPI = MPI
+        self.world, self.spec, self.tag = world, spec, tag
+        self.sources = list(sources)
+        self.buffers = [spec.allocate() for _ in self.sources]
+        self.requests = [self._post(i) for i in range(len(self.sources))]
+
+    def _post(self, i):
+        return self.world.comm.Irecv(self.buffers[i].buffer, source=self.sources[i], tag=self.tag)
+
+    def poll(self):
+        """Return ``(source, message)`` for one completed receive, or None; never blocks.
+
+        The returned buffer stays valid until the next call to :meth:`poll`
+        or :meth:`recv`, when its receive is posted again.
+        """
+        idx, done = self.MPI.Request.Testany(self.requests)
+        if not done or idx == self.MPI.UNDEFINED:
+            return None
+        return self._complete(idx)
+
+    def _complete(self, idx):
+        src = self.sources[idx]
+        msg = self.spec.allocate()
+        msg.buffer[...] = self.buffers[idx].buffer
+        self.requests[idx] = self._post(idx)
+        return src, msg
+
+    def recv(self, timeout_s=None):
+        """Wait (with backoff) for the next message from any source; None on timeout."""
+        got = []
+        ok = poll_until(lambda: got.append(self.poll()) or got[-1] is not None, timeout_s)
+        return got[-1] if ok else None
+
+    def close(self) -> None:
+        """Cancel the receives still posted."""
+        for req in self.requests:
+            if req is not None:
+                req.Cancel()
+                req.Wait()  # completes at once after Cancel
+        self.requests = []
+
+
+def send_shutdown(world, dest: int) -> None:
+    """Tell ``dest`` to stop (a zero-length message on the shutdown tag)."""
+    wait(world.comm.Isend([_EMPTY, 0, _mpi_byte()], dest=dest, tag=SHUTDOWN_TAG))
+
+
+def shutdown_requested(world, source: int | None = None) -> bool:
+    """True (and the message consumed) if a shutdown message has arrived; never blocks."""
+    from mpi4py import MPI
+
+    src = MPI.ANY_SOURCE if source is None else source
+    if world.comm.Iprobe(source=src, tag=SHUTDOWN_TAG):
+        status = MPI.Status()
+        world.comm.Recv([np.zeros(1, np.uint8), 0, MPI.BYTE], source=src, tag=SHUTDOWN_TAG, status=status)
+        return True
+    return False
+
+
+def _mpi_byte():
+    from mpi4py import MPI
+
+    return MPI.BYTE

@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mpirl",
+    version="0.1.0",
+    description="MPI-native distributed reinforcement learning for HPC clusters",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mpirl", "mpirl.*"]),
+    install_requires=[
+        "mpi4py>=4.0",
+        "numpy>=1.24",
+        "torch>=2.1",
+        "h5py>=3.8",
+        "gymnasium>=1.0",
+        "tomli>=2.0; python_version<'3.11'",
+        "tomli-w>=1.0",
+    ],
+    extras_require={
+        # The MPI runtime from PyPI for workstations; on a cluster mpi4py uses the site MPI.
+        "mpich": ["mpich"],
+        "bench": ["matplotlib>=3.5"],
+        "test": ["pytest>=7", "pytest-mpi>=0.6", "hypothesis>=6", "tensorboard>=2.10", "matplotlib>=3.5"],
+    },
+    entry_points={"console_scripts": ["mpirl=mpirl.cli:main"]},
+)
