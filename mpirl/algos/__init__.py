@@ -1,0 +1,22 @@
+"""The algorithm registry: ``algo = "<name>"`` in a job file maps to a module here.
+
+Each algorithm module defines ``Config`` (its documented dataclass, the
+``[<name>]`` section), ``MIN_RANKS``, ``check_env(env)``, ``train(ctx)`` and
+``greedy_policy(state, cfg)``. Modules are imported lazily so that start-up
+only pays for the algorithm in use.
+"""
+import importlib
+
+_ALGOS = {
+    "tabular_q": "mpirl.algos.tabular_q",
+}
+
+
+def algo_names() -> list:
+    """The names valid for the ``algo`` key."""
+    return sorted(_ALGOS)
+
+
+def get_algo(name: str):
+    """Import and return the module implementing ``name``."""
+    return importlib.import_module(_ALGOS[name])

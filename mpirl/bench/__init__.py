@@ -1,0 +1,1 @@
+"""Benchmarks of mpirl (``mpirl bench ...``)."""

@@ -1,0 +1,275 @@
+"""``mpirl bench comm``: the mpirl comm layer against raw mpi4py, OSU style.
+
+For each message size and op (bcast, gather, allreduce, p2p ping-pong) three
+implementations run side by side, interleaved per size so that machine noise
+hits them alike: ``mpirl`` (World collectives and Isend/Irecv completed with
+:func:`mpirl.comm.wait.wait`), ``raw`` (mpi4py uppercase buffer calls, which
+block inside MPI) and ``pickle`` (mpi4py lowercase calls on a numpy array).
+Modelled on mpi4py's demo/osu_latency.py: warm-up iterations, a barrier, then
+MPI.Wtime around a timed loop. Rank 0 prints a table and writes comm.csv,
+comm.json and comm.png.
+
+This module imports mpi4py directly (lazily): comparing against raw MPI is its
+whole point, so it is the one exception to "only mpirl.comm imports mpi4py".
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import statistics
+import sys
+
+import numpy as np
+
+OPS = ("bcast", "gather", "allreduce", "p2p")
+IMPLS = ("mpirl", "raw", "pickle")
+GOAL_FROM_BYTES = 1 << 20
+GOAL_RATIO = 1.10
+NEED_2_RANKS = "mpirl bench comm: needs at least 2 MPI ranks (run it as: mpirun -n 2 mpirl bench comm)"
+COLUMNS = ("op", "impl", "bytes", "latency_us", "bandwidth_MBps", "ranks", "repeats")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse the ``mpirl bench comm`` options."""
+    p = argparse.ArgumentParser(prog="mpirl bench comm", description=__doc__.split("\n\n")[0])
+    p.add_argument("--min-bytes", type=int, default=8, help="smallest message (default 8)")
+    p.add_argument("--max-bytes", type=int, default=None, help="largest message (default 64 MiB, 1 MiB with --quick)")
+    p.add_argument("--factor", type=int, default=4, help="ratio between successive sizes (default 4)")
+    p.add_argument("--iters", type=int, default=None, help="timed iterations per size (default: 1000 shrinking to 10 at 64 MiB)")
+    p.add_argument("--repeats", type=int, default=3, help="sweeps to take the median over (default 3)")
+    p.add_argument("--quick", action="store_true", help="few iterations, up to 1 MiB (for tests)")
+    p.add_argument("--out-dir", default="docs/benchmarks", help="where comm.csv/json/png go")
+    p.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of " + ",".join(OPS))
+    args = p.parse_args(argv)
+    args.ops = [o.strip() for o in args.ops.split(",") if o.strip()]
+    bad = [o for o in args.ops if o not in OPS]
+    if bad or not args.ops:
+        p.error(f"--ops: unknown op(s) {bad}; choose from {','.join(OPS)}")
+    if args.max_bytes is None:
+        args.max_bytes = (1 << 20) if args.quick else (64 << 20)
+    if not 1 <= args.min_bytes <= args.max_bytes or args.factor < 2 or args.repeats < 1:
+        p.error("need 1 <= --min-bytes <= --max-bytes, --factor >= 2, --repeats >= 1")
+    return args
+
+
+def message_sizes(min_bytes: int, max_bytes: int, factor: int = 4) -> list[int]:
+    """Sizes from ``max_bytes`` down by ``factor``, plus ``min_bytes``, ascending.
+
+    Anchored at the top so that 1 MiB and 64 MiB (the goal range) are measured.
+    """
+    sizes, s = {min_bytes}, max_bytes
+    while s >= min_bytes:
+        sizes.add(s)
+        s //= factor
+    return sorted(sizes)
+
+
+def iterations(nbytes: int, args) -> tuple[int, int]:
+    """(timed, warm-up) iterations for one size: ~640 MiB moved, clamped to 10..1000."""
+    if args.iters is not None:
+        n = args.iters
+    elif args.quick:
+        n = 5
+    else:
+        n = int(min(1000, max(10, (640 << 20) // nbytes)))
+    return n, max(1, n // 10)
+
+
+def _steps(op, comm, pair, world, pair_world, buf, recv):
+    """The one-iteration callables of ``op`` for each impl, on preallocated buffers."""
+    from mpi4py import MPI
+
+    from mpirl.comm.wait import wait
+
+    if op == "bcast":
+        return {"mpirl": lambda: world.bcast(buf),
+                "raw": lambda: comm.Bcast(buf, root=0),
+                "pickle": lambda: comm.bcast(buf, root=0)}
+    if op == "gather":
+        return {"mpirl": lambda: world.gather(buf, recv),
+                "raw": lambda: comm.Gather(buf, recv, root=0),
+                "pickle": lambda: comm.gather(buf, root=0)}
+    if op == "allreduce":
+        # In place for raw too, so mpirl and raw differ only in how they wait.
+        return {"mpirl": lambda: world.allreduce(buf),
+                "raw": lambda: comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM),
+                "pickle": lambda: comm.allreduce(buf, op=MPI.SUM)}
+    if pair is None:
+        return None
+    peer = 1 - pair.rank
+    c = pair_world.comm
+    if pair.rank == 0:
+        return {"mpirl": lambda: (wait(c.Isend(buf, peer)), wait(c.Irecv(buf, peer))),
+                "raw": lambda: (pair.Send(buf, peer), pair.Recv(buf, peer)),
+                "pickle": lambda: (pair.send(buf, peer), pair.recv(source=peer))}
+    return {"mpirl": lambda: (wait(c.Irecv(buf, peer)), wait(c.Isend(buf, peer))),
+            "raw": lambda: (pair.Recv(buf, peer), pair.Send(buf, peer)),
+            "pickle": lambda: (pair.recv(source=peer), pair.send(buf, peer))}
+
+
+def _time(sync, step, n, warmup) -> float:
+    """Mean seconds per ``step()`` on this rank, after warm-up and a barrier."""
+    from mpi4py import MPI
+
+    for _ in range(warmup):
+        step()
+    sync.Barrier()  # raw barrier: exact start alignment matters more than idle cost here
+    t0 = MPI.Wtime()
+    for _ in range(n):
+        step()
+    return (MPI.Wtime() - t0) / n
+
+
+def run_sweeps(args, comm) -> dict:
+    """Run every sweep; returns {(op, impl, bytes): [seconds per repeat]} on rank 0, None elsewhere."""
+    from mpi4py import MPI
+
+    from mpirl.comm.world import World
+
+    world = World(comm)
+    # p2p runs on ranks 0 and 1 only; the others must not busy-poll meanwhile
+    pair = comm.Split(0 if comm.rank < 2 else MPI.UNDEFINED, comm.rank)
+    pair = None if pair == MPI.COMM_NULL else pair
+    pair_world = World(pair) if pair is not None else None
+    local = {}
+    for rep in range(args.repeats):
+        # Rotating the order keeps any first-runs-warmer effect from favouring one impl.
+        impls = IMPLS[rep % 3:] + IMPLS[:rep % 3]
+        for nbytes in message_sizes(args.min_bytes, args.max_bytes, args.factor):
+            buf = np.ones(nbytes, dtype=np.uint8)
+            recv = np.empty((comm.size, nbytes), dtype=np.uint8) if comm.rank == 0 else None
+            n, warmup = iterations(nbytes, args)
+            for op in args.ops:
+                steps = _steps(op, comm, pair, world, pair_world, buf, recv)
+                for impl in impls:
+                    if steps is None:
+                        t = float("nan")
+                    elif op == "p2p":
+                        t = _time(pair, steps[impl], n, warmup) / 2  # half the round trip
+                    else:
+                        t = _time(comm, steps[impl], n, warmup)
+                    local.setdefault((op, impl, nbytes), []).append(t)
+                    world.barrier()  # backoff barrier: idle p2p ranks sleep here
+            del buf, recv
+    if pair is not None:
+        pair.Free()
+    everyone = comm.gather(local, root=0)
+    if comm.rank != 0:
+        return None
+    # A collective is done when its slowest rank is, so take the max over ranks.
+    return {k: [float(np.nanmax([r[k][i] for r in everyone])) for i in range(args.repeats)] for k in local}
+
+
+def summarise(times: dict, ranks: int, repeats: int) -> list[dict]:
+    """One row per (op, impl, bytes): median latency over repeats and bandwidth."""
+    rows = []
+    for (op, impl, nbytes), ts in sorted(times.items(), key=lambda kv: (OPS.index(kv[0][0]), kv[0][2], IMPLS.index(kv[0][1]))):
+        lat = statistics.median(ts)
+        rows.append({"op": op, "impl": impl, "bytes": nbytes, "latency_us": lat * 1e6,
+                     "bandwidth_MBps": nbytes / lat / 1e6, "ranks": ranks, "repeats": repeats})
+    return rows
+
+
+def _human(n: int) -> str:
+    for unit, k in (("MiB", 20), ("KiB", 10)):
+        if n >= 1 << k and n % (1 << k) == 0:
+            return f"{n >> k} {unit}"
+    return f"{n} B"
+
+
+def format_table(rows: list[dict]) -> str:
+    """An aligned table: latency and bandwidth of each impl per (op, bytes), and mpirl/raw."""
+    by = {(r["op"], r["bytes"], r["impl"]): r for r in rows}
+    keys = sorted({(r["op"], r["bytes"]) for r in rows}, key=lambda k: (OPS.index(k[0]), k[1]))
+    head = f"{'op':<10}{'bytes':>9}" + "".join(f"{i + ' us':>13}" for i in IMPLS) \
+        + "".join(f"{i + ' MB/s':>13}" for i in IMPLS) + f"{'mpirl/raw':>11}"
+    lines = [head, "-" * len(head)]
+    for op, nbytes in keys:
+        cells = [by.get((op, nbytes, i)) for i in IMPLS]
+        lat = "".join(f"{c['latency_us']:13.2f}" if c else f"{'-':>13}" for c in cells)
+        bw = "".join(f"{c['bandwidth_MBps']:13.1f}" if c else f"{'-':>13}" for c in cells)
+        ratio = f"{cells[0]['latency_us'] / cells[1]['latency_us']:11.3f}" if cells[0] and cells[1] else f"{'-':>11}"
+        lines.append(f"{op:<10}{_human(nbytes):>9}{lat}{bw}{ratio}")
+    return "\n".join(lines)
+
+
+def goal_report(rows: list[dict]) -> tuple[str, bool]:
+    """Per op, mpirl/raw latency for sizes >= 1 MiB and whether it is within 10%."""
+    by = {(r["op"], r["impl"], r["bytes"]): r["latency_us"] for r in rows}
+    lines, all_ok = [f"mpirl/raw latency from {_human(GOAL_FROM_BYTES)} up (goal: <= {GOAL_RATIO:.2f})"], True
+    for op in OPS:
+        sizes = sorted(b for (o, i, b) in by if o == op and i == "mpirl" and b >= GOAL_FROM_BYTES and (o, "raw", b) in by)
+        if not sizes:
+            continue
+        ratios = [by[(op, "mpirl", b)] / by[(op, "raw", b)] for b in sizes]
+        ok = max(ratios) <= GOAL_RATIO
+        all_ok &= ok
+        cells = "  ".join(f"{_human(b)}: {r:.3f}" for b, r in zip(sizes, ratios))
+        lines.append(f"  {op:<10} {cells}  -> {'within 10%' if ok else 'MISSES the 10% goal'}")
+    return "\n".join(lines), all_ok
+
+
+def write_outputs(rows: list[dict], out_dir: str, meta: dict) -> list[str]:
+    """Write comm.csv, comm.json and comm.png into ``out_dir``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, f"comm.{ext}") for ext in ("csv", "json", "png")]
+    with open(paths[0], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    with open(paths[1], "w") as f:
+        json.dump({"metadata": meta, "rows": rows}, f, indent=1)
+    ops = [op for op in OPS if any(r["op"] == op for r in rows)]
+    fig, axes = plt.subplots(1, len(ops), figsize=(4.2 * len(ops), 3.8), squeeze=False)
+    for ax, op in zip(axes[0], ops):
+        for impl in IMPLS:
+            pts = [(r["bytes"], r["latency_us"]) for r in rows if r["op"] == op and r["impl"] == impl]
+            if pts:
+                ax.loglog(*zip(*pts), marker="o", ms=3, label=impl)
+        ax.set_title(op + (" (half round trip)" if op == "p2p" else ""))
+        ax.set_xlabel("message bytes")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("latency (us)")
+    axes[0][0].legend()
+    fig.suptitle(f"mpirl bench comm, {meta['ranks']} ranks, median of {meta['repeats']}")
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark on every rank of ``mpirun``; rank 0 reports. Returns an exit code."""
+    args = parse_args(argv)
+    from mpi4py import MPI
+    import mpi4py
+
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        print(NEED_2_RANKS, file=sys.stderr)
+        return 2
+    times = run_sweeps(args, comm)
+    if comm.rank != 0:
+        return 0
+    rows = summarise(times, comm.size, args.repeats)
+    meta = {"ranks": comm.size, "repeats": args.repeats,
+            "mpi_library_version": MPI.Get_library_version().splitlines()[0].strip(),
+            "mpi4py_version": mpi4py.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "argv": list(argv)}
+    report, _ = goal_report(rows)
+    print(f"# mpirl bench comm: {comm.size} ranks, median of {args.repeats} sweeps, {meta['mpi_library_version']}")
+    print(format_table(rows))
+    print()
+    print(report)
+    print("wrote " + ", ".join(write_outputs(rows, args.out_dir, meta)))
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,145 @@
+"""The ``mpirl`` command: train, eval, inspect, bench.
+
+``train`` runs under ``mpirun``/``srun``; ``eval`` and ``inspect`` run on one
+process without MPI. Bad input exits with code 2 and one clear line, on every
+rank; any other exception on any rank aborts the whole MPI job.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from mpirl.errors import UsageError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from mpirl.algos import algo_names
+
+    p = argparse.ArgumentParser(prog="mpirl", description="MPI-native distributed reinforcement learning.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train a job (launch under mpirun -n N or srun)",
+                       description=f"Train a job file. Algorithms: {', '.join(algo_names())}.")
+    t.add_argument("job", nargs="?", help="job file (TOML); optional with --resume")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set env.id=Taxi-v4 (repeatable)")
+    t.add_argument("--run-dir", help="run directory (default runs/<name>-<timestamp>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its latest checkpoint")
+    t.add_argument("--no-eval", action="store_true", help="skip the final greedy evaluation")
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint's greedy policy (one process)")
+    e.add_argument("checkpoint")
+    e.add_argument("--episodes", type=int, default=None, help="episodes (default: the job's eval.episodes)")
+    e.add_argument("--seed", type=int, default=12345, help="seed of the first episode (episode i uses seed+i)")
+
+    i = sub.add_parser("inspect", help="print a checkpoint's metadata as JSON")
+    i.add_argument("checkpoint")
+
+    b = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
+    b.add_argument("what", choices=["comm", "tabular", "startup"])
+    b.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``mpirl`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "train":
+            return train(args)
+        if args.cmd == "eval":
+            return eval_cmd(args)
+        if args.cmd == "inspect":
+            return inspect_cmd(args)
+        if args.cmd == "bench":
+            return bench_cmd(args)
+    except UsageError as e:
+        print(f"mpirl: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def train(args) -> int:
+    """``mpirl train``: validate on rank 0, broadcast the verdict, train, evaluate."""
+    from mpirl.comm import get_world
+    from mpirl.comm.world import install_abort_on_exception
+
+    world = get_world()
+    install_abort_on_exception()
+    from mpirl.algos import get_algo
+    from mpirl.run import RunContext, prepare
+
+    verdict = None
+    if world.is_learner:
+        try:
+            verdict = {"ok": True, "plan": prepare(args, world.size)}
+        except UsageError as e:
+            verdict = {"ok": False, "error": str(e)}
+    verdict = world.bcast_json(verdict)
+    if not verdict["ok"]:
+        if world.is_learner:
+            print(f"mpirl: error: {verdict['error']}", file=sys.stderr, flush=True)
+        return 2
+    plan = verdict["plan"]
+    ctx = RunContext(world, plan)
+    algo = get_algo(ctx.cfg.algo)
+    state = algo.train(ctx)
+    ctx.finish()
+    if world.is_learner:
+        ctx.logger.message(f"mpirl: run directory {ctx.run_dir}")
+        if not args.no_eval:
+            from mpirl.evaluate import evaluate
+
+            result = evaluate(algo.greedy_policy(state, ctx.cfg), ctx.cfg.env, ctx.cfg.eval.episodes,
+                              seed=12345, max_episode_steps=ctx.cfg.eval.max_episode_steps)
+            result.update(algo=ctx.cfg.algo, run_dir=ctx.run_dir)
+            with open(os.path.join(ctx.run_dir, "eval.json"), "w") as f:
+                json.dump(result, f, indent=1)
+            print(json.dumps(result), flush=True)
+    world.barrier()  # the other ranks wait here without spinning while rank 0 evaluates
+    return 0
+
+
+def _load_for_eval(path):
+    from mpirl import checkpoint
+    from mpirl.algos import get_algo
+    from mpirl.config import from_dict
+
+    ck = checkpoint.load(path)
+    cfg = from_dict(ck.config, f"{path} (stored config)")
+    return ck, cfg, get_algo(cfg.algo)
+
+
+def eval_cmd(args) -> int:
+    """``mpirl eval``: greedy episodes of a checkpoint's policy, one JSON line."""
+    from mpirl.evaluate import evaluate
+
+    if args.episodes is not None and args.episodes < 1:
+        raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    ck, cfg, algo = _load_for_eval(args.checkpoint)
+    result = evaluate(algo.greedy_policy(ck.state, cfg), cfg.env, args.episodes or cfg.eval.episodes,
+                      seed=args.seed, max_episode_steps=cfg.eval.max_episode_steps)
+    result.update(algo=cfg.algo, checkpoint=args.checkpoint, env_steps=int(ck.counters.get("env_steps", 0)))
+    print(json.dumps(result))
+    return 0
+
+
+def inspect_cmd(args) -> int:
+    """``mpirl inspect``: a checkpoint's metadata as JSON."""
+    from mpirl import checkpoint
+
+    print(json.dumps(checkpoint.load(args.checkpoint).metadata(), indent=1, default=str))
+    return 0
+
+
+def bench_cmd(args) -> int:
+    """``mpirl bench <what>``: run a benchmark module's ``main``."""
+    import importlib
+
+    return importlib.import_module(f"mpirl.bench.{args.what}").main(args.args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Job files (TOML) parsed into documented dataclasses.
+
+Every key is a dataclass field whose ``metadata["help"]`` documents it; the
+same metadata carries the bounds that validation enforces, so
+``docs/configuration.md`` is generated from here (``python -m mpirl.config``)
+and cannot drift. Errors name the key and the file and suggest the closest
+valid key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from mpirl.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def opt(default, help, **bounds):
+    """A config field with its documentation and validation bounds."""
+    meta = {"help": help, **bounds}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class EnvConfig:
+    """The environment every rank runs copies of."""
+
+    id: str = opt("FrozenLake-v1", "Any registered gymnasium id, e.g. `CartPole-v1`, `Taxi-v4`.")
+    kwargs: dict = opt({}, "Keyword arguments passed to `gymnasium.make` (a TOML table).")
+    num_envs: int = opt(1, "Environment copies per rank.", min=1, max=4096)
+    max_episode_steps: int = opt(
+        0, "Episode step limit (truncation); 0 keeps the environment's own limit.", min=0)
+
+
+@dataclass
+class StopConfig:
+    """When to stop before `total_env_steps`."""
+
+    episode_return_mean: Optional[float] = opt(
+        None, "Stop once the training return mean over the last 100 episodes (all ranks) reaches this.")
+
+
+@dataclass
+class LogConfig:
+    """Metrics, TensorBoard and the progress line (rank 0 only)."""
+
+    interval_s: float = opt(2.0, "Seconds between rows of `metrics.csv` and TensorBoard points.", min=0.0)
+    tensorboard: bool = opt(True, "Write TensorBoard event files under `tb/` in the run directory.")
+    progress: bool = opt(True, "One-line live progress display on rank 0 when stdout is a terminal.")
+
+
+@dataclass
+class CheckpointConfig:
+    """HDF5 checkpoints under `checkpoints/` in the run directory."""
+
+    interval_s: float = opt(60.0, "Seconds between checkpoints; 0 writes only the final one.", min=0.0)
+    keep: int = opt(3, "How many `ckpt-<env_steps>.h5` files to keep (oldest deleted first).", min=1)
+
+
+@dataclass
+class EvalConfig:
+    """The greedy evaluation printed at the end of `mpirl train` (and the `mpirl eval` default)."""
+
+    episodes: int = opt(100, "Episodes of the final greedy evaluation.", min=1)
+    max_episode_steps: int = opt(
+        1000, "Step cap for evaluation episodes of environments that have no limit of their own.", min=1)
+
+
+@dataclass
+class Config:
+    """A whole job: common keys plus the algorithm's own section `[<algo>]`."""
+
+    algo: str = opt("tabular_q", "Algorithm: one of the names `mpirl train --help` lists.")
+    name: str = opt("", "Run name; defaults to the job file's name. Run directories are `runs/<name>-<timestamp>`.")
+    seed: int = opt(0, "Base seed; each rank derives its own from it and its rank.", min=0)
+    total_env_steps: int = opt(100_000, "Stop after this many environment steps, summed over all ranks.", min=1)
+    env: EnvConfig = field(default_factory=EnvConfig, metadata={"help": "Environment."})
+    stop: StopConfig = field(default_factory=StopConfig, metadata={"help": "Early stop."})
+    log: LogConfig = field(default_factory=LogConfig, metadata={"help": "Logging."})
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig, metadata={"help": "Checkpoints."})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Final evaluation."})
+    agent: Any = field(default=None, metadata={"help": "The algorithm's own section, `[<algo>]`."})
+
+
+# ---------------------------------------------------------------- parsing
+
+def read_toml(path: str) -> dict:
+    """Read a TOML job file; a missing or malformed file is a ConfigError naming it."""
+    if not os.path.exists(path):
+        raise ConfigError(f"job file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read job file {path}: {e.strerror}") from None
+
+
+def parse_value(text: str):
+    """Parse the value of a ``--set key=value`` as TOML, falling back to a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict, overrides) -> dict:
+    """Apply ``key.sub=value`` overrides to a raw config dict (before validation)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a section")
+        node[parts[-1]] = parse_value(text.strip())
+    return data
+
+
+def parse_config(data: dict, source: str = "<config>", name: str = "") -> Config:
+    """Validate a raw dict (from TOML plus overrides) into a :class:`Config`."""
+    from mpirl.algos import algo_names, get_algo
+
+    data = dict(data)
+    algo = data.get("algo", Config.algo)
+    if not isinstance(algo, str) or algo not in algo_names():
+        raise ConfigError(f"{source}: unknown algo {algo!r} (key 'algo'){_suggest(algo, algo_names())}; "
+                          f"valid: {', '.join(algo_names())}")
+    agent_cls = get_algo(algo).Config
+    agent_data = data.pop(algo, {})
+    for other in algo_names():
+        if other != algo and other in data:
+            raise ConfigError(f"{source}: section [{other}] given but algo = {algo!r}")
+    if not isinstance(agent_data, dict):
+        raise ConfigError(f"{source}: '{algo}' must be a section ([{algo}])")
+    cfg = _build(Config, data, source, "", skip={"agent"})
+    cfg.agent = _build(agent_cls, agent_data, source, algo + ".")
+    if not cfg.name:
+        cfg.name = name or cfg.algo
+    return cfg
+
+
+def load_job(path: str, overrides=()) -> Config:
+    """Read a job file, apply ``--set`` overrides and validate."""
+    data = apply_overrides(read_toml(path), overrides)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return parse_config(data, path, stem)
+
+
+def _suggest(key, valid) -> str:
+    close = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _build(cls, data: dict, source: str, prefix: str, skip=()):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.')}' must be a section (a TOML table)")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    for key in data:
+        if key not in fields:
+            valid = [prefix + k for k in fields]
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{_suggest(prefix + key, valid)}")
+    values = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            values[name] = _build(typ, data[name], source, f"{prefix}{name}.")
+        else:
+            values[name] = _check(data[name], typ, f.metadata, f"{prefix}{name}", source)
+    return cls(**values)
+
+
+def _check(value, typ, meta, key, source):
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin is typing.Union and type(None) in args:
+        typ = next(a for a in args if a is not type(None))
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+        dict: lambda v: isinstance(v, dict),
+        list: lambda v: isinstance(v, list),
+    }[typ](value)
+    if not ok:
+        raise ConfigError(f"{source}: key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}")
+    if typ is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: key '{key}' must be finite, got {value}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{source}: key '{key}' must be one of {meta['choices']}, got {value!r}")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{source}: key '{key}' must be >= {meta['min']}, got {value}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{source}: key '{key}' must be <= {meta['max']}, got {value}")
+    return value
+
+
+# ---------------------------------------------------------------- output
+
+def to_dict(cfg: Config) -> dict:
+    """The resolved config as a plain dict (TOML-able: None values are left out)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = cfg.algo if f.name == "agent" else f.name
+        if dataclasses.is_dataclass(value):
+            out[key] = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML text."""
+    import tomli_w
+
+    return tomli_w.dumps(to_dict(cfg))
+
+
+def from_dict(data: dict, source: str = "<checkpoint config>") -> Config:
+    """Rebuild a Config from :func:`to_dict` output (e.g. stored in a checkpoint)."""
+    import copy
+
+    return parse_config(copy.deepcopy(data), source)
+
+
+def markdown_reference() -> str:
+    """Markdown tables of every key, generated from the dataclasses (docs/configuration.md)."""
+    from mpirl.algos import algo_names, get_algo
+
+    lines = []
+
+    def table(cls, prefix):
+        rows = []
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name == "agent":
+                continue
+            if dataclasses.is_dataclass(hints[f.name]):
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            bounds = ", ".join(f"{k} {f.metadata[k]}" for k in ("min", "max", "choices") if k in f.metadata)
+            typ = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
+            rows.append(f"| `{prefix}{f.name}` | {typ} | `{default!r}` | {bounds} | {f.metadata.get('help', '')} |")
+        return ["| key | type | default | bounds | meaning |", "| --- | --- | --- | --- | --- |"] + rows
+
+    lines += ["## Common keys", ""] + table(Config, "") + [""]
+    for f in dataclasses.fields(Config):
+        if dataclasses.is_dataclass(f.type) or f.name in ("env", "stop", "log", "checkpoint", "eval"):
+            cls = typing.get_type_hints(Config)[f.name]
+            if dataclasses.is_dataclass(cls):
+                lines += [f"## `[{f.name}]`: {cls.__doc__.strip()}", ""] + table(cls, f"{f.name}.") + [""]
+    for name in algo_names():
+        cls = get_algo(name).Config
+        lines += [f"## `[{name}]`: {cls.__doc__.strip()}", ""] + table(cls, f"{name}.") + [""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_reference())

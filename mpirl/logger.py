@@ -1,0 +1,102 @@
+"""Rank 0's side effects: metrics.csv, TensorBoard events, the live progress line.
+
+Algorithms call :meth:`MetricsLogger.log` on every rank; only rank 0's logger
+writes (the others get a :class:`NullLogger`), so algorithms never test the rank.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+
+BASE_COLUMNS = ["env_steps", "updates", "wall_time_s", "episode_return_mean", "episodes"]
+
+
+class NullLogger:
+    """The logger of ranks other than 0: accepts everything, writes nothing."""
+
+    def log(self, row: dict, force: bool = False) -> bool:
+        """Do nothing."""
+        return False
+
+    def message(self, text: str) -> None:
+        """Do nothing."""
+
+    def close(self) -> None:
+        """Do nothing."""
+
+
+class MetricsLogger(NullLogger):
+    """Appends one row per ``interval_s`` to ``metrics.csv`` and TensorBoard; draws the progress line."""
+
+    def __init__(self, run_dir: str, interval_s: float, tensorboard: bool = True, progress: bool = True):
+        self.path = os.path.join(run_dir, "metrics.csv")
+        self.interval_s = interval_s
+        self.last = -math.inf
+        self.columns = None
+        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+            with open(self.path, newline="") as f:
+                self.columns = next(csv.reader(f), None)
+        self.file = open(self.path, "a", newline="")
+        self.writer = csv.writer(self.file)
+        self.tb = None
+        if tensorboard:
+            from mpirl.tbwriter import EventWriter
+
+            self.tb = EventWriter(os.path.join(run_dir, "tb"))
+        self.tty = progress and sys.stdout.isatty()
+        self._progress_width = 0
+
+    def log(self, row: dict, force: bool = False) -> bool:
+        """Write ``row`` if ``interval_s`` has passed since the last one (or ``force``)."""
+        now = time.monotonic()
+        if not force and now - self.last < self.interval_s:
+            return False
+        self.last = now
+        if self.columns is None:
+            self.columns = BASE_COLUMNS + sorted(k for k in row if k not in BASE_COLUMNS)
+            self.writer.writerow(self.columns)
+        self.writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
+        self.file.flush()
+        if self.tb is not None:
+            scalars = {k: float(v) for k, v in row.items()
+                       if k != "env_steps" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.tb.add_scalars(scalars, step=int(row["env_steps"]))
+            self.tb.flush()
+        if self.tty:
+            self._progress(row)
+        return True
+
+    def _progress(self, row):
+        ret = row.get("episode_return_mean", float("nan"))
+        line = (f"steps {int(row['env_steps']):>10,}  updates {int(row.get('updates', 0)):>8,}  "
+                f"return {ret:8.3f}  episodes {int(row.get('episodes', 0)):>8,}  "
+                f"{row.get('env_steps_per_s', 0):>9,.0f} steps/s  {row.get('wall_time_s', 0):7.1f}s")
+        sys.stdout.write("\r" + line.ljust(self._progress_width))
+        sys.stdout.flush()
+        self._progress_width = len(line)
+
+    def message(self, text: str) -> None:
+        """Print a line (ending the progress line first)."""
+        if self.tty and self._progress_width:
+            sys.stdout.write("\n")
+            self._progress_width = 0
+        print(text, flush=True)
+
+    def close(self) -> None:
+        """Flush and close the files; end the progress line."""
+        if self.tty and self._progress_width:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _fmt(v):
+    if isinstance(v, float):  # numpy floats too: write plain numbers, not np.float64(...)
+        v = float(v)
+        return repr(round(v, 6)) if math.isfinite(v) else str(v)
+    return v

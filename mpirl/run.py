@@ -1,0 +1,198 @@
+"""Wiring of one training job to the MPI world: validation, run directory, resume, checkpoints.
+
+Algorithms receive a :class:`RunContext` and never test the rank for side
+effects: logging and checkpoint writing happen here, on rank 0 only.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from mpirl import checkpoint as ckpt_io
+from mpirl.config import Config, apply_overrides, from_dict, load_job, parse_config, to_dict, to_toml
+from mpirl.errors import CheckpointError, UsageError
+from mpirl.logger import MetricsLogger, NullLogger
+from mpirl.seeding import capture_rng_state, rank_rng, restore_rng_state, seed_globals
+
+
+def prepare(args, world_size: int) -> dict:
+    """Rank 0's validation of a ``train`` request; raises UsageError, returns the plan as JSON-able data.
+
+    Checks the job file, every key, the env id, the rank count and (on
+    ``--resume``) the checkpoint's compatibility, before any collective.
+    """
+    from mpirl.algos import get_algo
+    from mpirl.envs import make_env
+
+    resume_ckpt = None
+    if args.resume:
+        if not args.run_dir:
+            raise UsageError("--resume needs --run-dir DIR (the run directory to continue)")
+        ckpt_dir = os.path.join(args.run_dir, "checkpoints")
+        resume_ckpt = ckpt_io.load_latest(ckpt_dir, warn=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.job:
+        cfg = load_job(args.job, args.set)
+    elif resume_ckpt is not None:
+        data = apply_overrides(json.loads(json.dumps(resume_ckpt.config)), args.set)
+        cfg = parse_config(data, f"{resume_ckpt.path} (stored config)")
+    else:
+        raise UsageError("train needs a job file (mpirl train JOB.toml) or --resume --run-dir DIR")
+
+    algo = get_algo(cfg.algo)
+    if world_size < algo.MIN_RANKS:
+        raise UsageError(f"algo {cfg.algo!r} needs at least {algo.MIN_RANKS} MPI ranks "
+                         f"(rank 0 learner plus actors); got {world_size}: launch with mpirun -n {algo.MIN_RANKS} or more")
+    env = make_env(cfg.env)
+    try:
+        algo.check_env(cfg, env)
+        expected = algo.state_shapes(cfg, env)
+    finally:
+        env.close()
+
+    if resume_ckpt is not None:
+        _check_compatible(cfg, resume_ckpt, expected)
+        run_dir = args.run_dir
+    else:
+        run_dir = args.run_dir or os.path.join(
+            "runs", f"{cfg.name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        if ckpt_io.list_checkpoints(os.path.join(run_dir, "checkpoints")):
+            raise UsageError(f"run directory {run_dir} already holds checkpoints: "
+                             f"add --resume to continue it, or choose another --run-dir")
+    try:
+        os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+        with open(os.path.join(run_dir, "config.toml"), "w") as f:
+            f.write(to_toml(cfg))
+    except OSError as e:
+        raise UsageError(f"cannot write run directory {run_dir}: {e.strerror}") from None
+    return {"config": to_dict(cfg), "run_dir": run_dir,
+            "resume": resume_ckpt.path if resume_ckpt else None}
+
+
+def _check_compatible(cfg: Config, ck, expected: dict) -> None:
+    where = f"checkpoint {ck.path}"
+    if ck.algo != cfg.algo:
+        raise CheckpointError(f"{where} is from algo {ck.algo!r}, but the job says algo = {cfg.algo!r}")
+    if ck.env_id != cfg.env.id:
+        raise CheckpointError(f"{where} is for env {ck.env_id!r}, but the job says env.id = {cfg.env.id!r}")
+    for name, shape in expected.items():
+        got = ck.state.get(name)
+        if got is None:
+            raise CheckpointError(f"{where} lacks the array {name!r} that algo {cfg.algo!r} needs")
+        if tuple(got.shape) != tuple(shape):
+            raise CheckpointError(f"{where}: array {name!r} has shape {tuple(got.shape)}, "
+                                  f"but this job needs {tuple(shape)}")
+
+
+class RunContext:
+    """What an algorithm sees of the job: config, world, seeds, restored state, logging, checkpoints."""
+
+    def __init__(self, world, plan: dict):
+        self.world = world
+        self.cfg: Config = from_dict(plan["config"])
+        self.agent = self.cfg.agent
+        self.run_dir = plan["run_dir"]
+        self.rank, self.size = world.rank, world.size
+        seed_globals(self.cfg.seed, self.rank)
+        self.rng = rank_rng(self.cfg.seed, self.rank)
+        self.start = time.monotonic()
+        self.first_step_time = None
+        self._last_ckpt = time.monotonic()
+        self.logger = (MetricsLogger(self.run_dir, self.cfg.log.interval_s, self.cfg.log.tensorboard,
+                                     self.cfg.log.progress) if world.is_learner else NullLogger())
+        self.restored_extra = {}
+        self.restored_state, self.restored_counters = self._restore(plan.get("resume"))
+        self.wall_offset = float(self.restored_counters.get("wall_time_s", 0.0))
+
+    def _restore(self, path):
+        # Rank 0 reads the checkpoint; the others receive counters, arrays and their own RNG state.
+        if path is None:
+            return None, {}
+        ck = ckpt_io.load(path) if self.world.is_learner else None
+        head = None
+        if ck is not None:
+            head = {"counters": ck.counters, "rng": {str(k): v for k, v in ck.rng.items()},
+                    "arrays": {k: [list(v.shape), v.dtype.str] for k, v in ck.state.items()}}
+            self.logger.message(f"mpirl: resuming from {path} at env step {ck.counters.get('env_steps')}")
+        head = self.world.bcast_json(head)
+        state = {}
+        for name, (shape, dtype) in sorted(head["arrays"].items()):
+            buf = np.ascontiguousarray(ck.state[name]) if ck is not None else np.empty(shape, dtype=dtype)
+            state[name] = self.world.bcast(buf)
+        mine = head["rng"].get(str(self.rank))
+        self.restored_extra = {}
+        if mine is not None:
+            restore_rng_state(mine, self.rng)
+            self.restored_extra = mine.get("extra", {})
+        else:
+            # Resuming at a larger rank count: the new ranks start from fresh seeds.
+            print(f"[rank {self.rank}] mpirl: checkpoint has no RNG state for this rank; seeding it fresh",
+                  file=sys.stderr, flush=True)
+        return state, head["counters"]
+
+    # ---- timing ---------------------------------------------------------
+    def wall_time(self) -> float:
+        """Seconds of training so far, across resumes."""
+        return self.wall_offset + time.monotonic() - self.start
+
+    def mark_first_step(self) -> None:
+        """Record when this rank took its first environment step (start-up benchmark)."""
+        if self.first_step_time is None:
+            self.first_step_time = time.time()
+
+    # ---- logging --------------------------------------------------------
+    def log(self, row: dict, force: bool = False) -> bool:
+        """Log a row of globally reduced metrics (written on rank 0 every ``log.interval_s``)."""
+        row = dict(row)
+        row.setdefault("wall_time_s", self.wall_time())
+        return self.logger.log(row, force)
+
+    # ---- checkpoints ----------------------------------------------------
+    def checkpoint_due(self) -> bool:
+        """Rank 0's vote for a checkpoint now (False elsewhere); algorithms agree on it in their sync."""
+        interval = self.cfg.checkpoint.interval_s
+        return self.world.is_learner and interval > 0 and time.monotonic() - self._last_ckpt >= interval
+
+    def save_checkpoint(self, state: dict, counters: dict, rank_extra: dict | None = None) -> str | None:
+        """Collective: gather every rank's RNG state (and ``rank_extra``), write the checkpoint on rank 0.
+
+        ``state`` and ``counters`` are taken from rank 0; ``rank_extra`` is
+        JSON-able per-rank state (environment RNGs, schedules) returned to the
+        same rank as ``ctx.restored_extra`` on resume. Call on all ranks at the
+        same point.
+        """
+        doc = capture_rng_state(self.rng)
+        doc["extra"] = rank_extra or {}
+        rng = self.world.gather_json(doc)
+        self._last_ckpt = time.monotonic()
+        if not self.world.is_learner:
+            return None
+        counters = dict(counters, wall_time_s=self.wall_time())
+        return ckpt_io.save(os.path.join(self.run_dir, "checkpoints"), counters["env_steps"], state, counters,
+                            dict(enumerate(rng)), self.cfg.algo, self.cfg.env.id, to_dict(self.cfg),
+                            to_toml(self.cfg), keep=self.cfg.checkpoint.keep)
+
+    def finish(self) -> None:
+        """Collective: record start-up timings and close the logs."""
+        times = self.world.gather_json({"first_env_step_unix": self.first_step_time})
+        if self.world.is_learner:
+            with open(os.path.join(self.run_dir, "timings.json"), "w") as f:
+                json.dump({"ranks": self.size, "first_env_step_unix": [t["first_env_step_unix"] for t in times],
+                           "process_start_unix": _process_start()}, f, indent=1)
+        self.logger.close()
+
+
+def _process_start() -> float:
+    # /proc/self/stat field 22 is the start time in clock ticks since boot.
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
