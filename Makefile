@@ -1,0 +1,38 @@
+# Set-up and checks for mpirl. On a fresh machine: `make run`, then `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+PYTHON ?= python3
+NP ?= 4
+JOB ?= jobs/frozenlake_q.toml
+# pytest under mpirun: no cache (ranks would race on it), quiet, only the MPI-marked tests.
+MPI_PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
+
+.PHONY: run test install install-test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# The MPI runtime comes from the `mpich` wheel on PyPI; torch is pinned to the CPU build in constraints.txt.
+$(VENV)/.installed: $(BIN)/python setup.py constraints.txt
+	$(PIP) install -q -c constraints.txt -e ".[mpich]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -c constraints.txt -e ".[mpich,test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: $(VENV)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" mpirun -n $(NP) mpirl train $(JOB)
+
+test: $(VENV)/.installed-test
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -p no:cacheprovider tests
+	PATH="$(abspath $(BIN)):$$PATH" MPIEXEC_TIMEOUT=600 mpirun -n 2 $(MPI_PYTEST)
+	PATH="$(abspath $(BIN)):$$PATH" MPIEXEC_TIMEOUT=600 mpirun -n 4 $(MPI_PYTEST)
+
+clean:
+	rm -rf $(VENV) build *.egg-info
