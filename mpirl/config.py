@@ -253,25 +253,29 @@ def markdown_reference() -> str:
     lines = []
 
     def table(cls, prefix):
+        import tomli_w
+
         rows = []
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if f.name == "agent":
-                continue
-            if dataclasses.is_dataclass(hints[f.name]):
+            typ = hints[f.name]
+            if f.name == "agent" or dataclasses.is_dataclass(typ):
                 continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if default is None or default == {}:
+                shown = "unset" if default is None else "{}"
+            else:
+                shown = tomli_w.dumps({"v": default})[4:].strip()
             bounds = ", ".join(f"{k} {f.metadata[k]}" for k in ("min", "max", "choices") if k in f.metadata)
-            typ = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
-            rows.append(f"| `{prefix}{f.name}` | {typ} | `{default!r}` | {bounds} | {f.metadata.get('help', '')} |")
+            args = [a for a in typing.get_args(typ) if a is not type(None)]
+            name = f"{args[0].__name__} (optional)" if args else typ.__name__
+            rows.append(f"| `{prefix}{f.name}` | {name} | `{shown}` | {bounds} | {f.metadata.get('help', '')} |")
         return ["| key | type | default | bounds | meaning |", "| --- | --- | --- | --- | --- |"] + rows
 
     lines += ["## Common keys", ""] + table(Config, "") + [""]
-    for f in dataclasses.fields(Config):
-        if dataclasses.is_dataclass(f.type) or f.name in ("env", "stop", "log", "checkpoint", "eval"):
-            cls = typing.get_type_hints(Config)[f.name]
-            if dataclasses.is_dataclass(cls):
-                lines += [f"## `[{f.name}]`: {cls.__doc__.strip()}", ""] + table(cls, f"{f.name}.") + [""]
+    for name, cls in typing.get_type_hints(Config).items():
+        if dataclasses.is_dataclass(cls):
+            lines += [f"## `[{name}]`: {cls.__doc__.strip()}", ""] + table(cls, f"{name}.") + [""]
     for name in algo_names():
         cls = get_algo(name).Config
         lines += [f"## `[{name}]`: {cls.__doc__.strip()}", ""] + table(cls, f"{name}.") + [""]
