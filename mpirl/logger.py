@@ -46,7 +46,7 @@ class MetricsLogger(NullLogger):
             from mpirl.tbwriter import EventWriter
 
             self.tb = EventWriter(os.path.join(run_dir, "tb"))
-        self.tty = progress and sys.stdout.isatty()
+        self.tty = progress and stdout_is_terminal()
         self._progress_width = 0
 
     def log(self, row: dict, force: bool = False) -> bool:
@@ -93,6 +93,32 @@ class MetricsLogger(NullLogger):
         self.file.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def stdout_is_terminal() -> bool:
+    """True when what rank 0 prints reaches a terminal, also through ``mpirun``.
+
+    Hydra (MPICH's mpiexec) detaches ranks from the terminal and pipes their
+    output, so ``isatty`` is False in every rank; the launcher's own stdout
+    tells whether a person is watching. ``MPIRL_PROGRESS=0/1`` overrides.
+    """
+    forced = os.environ.get("MPIRL_PROGRESS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if sys.stdout.isatty():
+        return True
+    pid = os.getppid()
+    for _ in range(4):  # rank -> hydra_pmi_proxy -> mpiexec
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                name = f.read().strip()
+            if name.startswith(("mpiexec", "mpirun")):
+                return os.readlink(f"/proc/{pid}/fd/1").startswith(("/dev/pts/", "/dev/tty"))
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
 
 
 def _fmt(v):
