@@ -62,6 +62,19 @@ class Message:
         self.views[name][...] = value
 
 
+def _flat_views(module):
+    """One zeroed float32 vector and, per parameter, the view of it shaped like the parameter."""
+    import torch
+
+    params = list(module.parameters())
+    flat = torch.zeros(sum(p.numel() for p in params), dtype=torch.float32)
+    views, offset = [], 0
+    for p in params:
+        views.append((p, flat[offset:offset + p.numel()].view_as(p)))
+        offset += p.numel()
+    return flat, views
+
+
 def flat_parameters(module):
     """Make a torch module's parameters views into one contiguous float32 vector.
 
@@ -69,30 +82,19 @@ def flat_parameters(module):
     Allreduce into it updates the model in place (one buffer per model, as
     cleanRL and Spinning Up do it).
     """
-    import torch
-
-    params = [p for p in module.parameters()]
-    total = sum(p.numel() for p in params)
-    flat = torch.zeros(total, dtype=torch.float32)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        flat[offset:offset + n].copy_(p.data.reshape(-1))
-        p.data = flat[offset:offset + n].view_as(p)
-        offset += n
+    flat, views = _flat_views(module)
+    for p, view in views:
+        view.copy_(p.data)
+        p.data = view
     return flat.numpy()
 
 
 def flat_gradients(module):
-    """Make every parameter's ``.grad`` a view into one contiguous float32 vector."""
-    import torch
+    """Make every parameter's ``.grad`` a view into one contiguous float32 vector.
 
-    params = [p for p in module.parameters()]
-    total = sum(p.numel() for p in params)
-    flat = torch.zeros(total, dtype=torch.float32)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p)
-        offset += n
+    Use ``optimizer.zero_grad(set_to_none=False)`` so the views survive.
+    """
+    flat, views = _flat_views(module)
+    for p, view in views:
+        p.grad = view
     return flat.numpy()
