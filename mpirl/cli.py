@@ -14,10 +14,28 @@ import sys
 from mpirl.errors import UsageError
 
 
+def _launch_rank() -> int:
+    # The rank as the launcher tells it, known before MPI starts.
+    for var in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line once per job, not once per rank."""
+
+    def error(self, message):
+        if _launch_rank() == 0:
+            self.print_usage(sys.stderr)
+            print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
     from mpirl.algos import algo_names
 
-    p = argparse.ArgumentParser(prog="mpirl", description="MPI-native distributed reinforcement learning.")
+    p = _Parser(prog="mpirl", description="MPI-native distributed reinforcement learning.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a job (launch under mpirun -n N or srun)",
@@ -68,13 +86,13 @@ def train(args) -> int:
 
     world = get_world()
     install_abort_on_exception()
-    from mpirl.algos import get_algo
-    from mpirl.run import RunContext, prepare
+    from mpirl.run import prepare
 
-    verdict = None
+    verdict, resume_ckpt = None, None
     if world.is_learner:
         try:
-            verdict = {"ok": True, "plan": prepare(args, world.size)}
+            plan, resume_ckpt = prepare(args, world.size)
+            verdict = {"ok": True, "plan": plan}
         except UsageError as e:
             verdict = {"ok": False, "error": str(e)}
     verdict = world.bcast_json(verdict)
@@ -82,8 +100,19 @@ def train(args) -> int:
         if world.is_learner:
             print(f"mpirl: error: {verdict['error']}", file=sys.stderr, flush=True)
         return 2
-    plan = verdict["plan"]
-    ctx = RunContext(world, plan)
+    try:
+        return _train_validated(world, verdict["plan"], resume_ckpt, args)
+    except UsageError as e:
+        # The other ranks are inside collectives by now: only an abort ends them all.
+        print(f"[rank {world.rank}] mpirl: error: {e}", file=sys.stderr, flush=True)
+        world.abort(2)
+
+
+def _train_validated(world, plan, resume_ckpt, args) -> int:
+    from mpirl.algos import get_algo
+    from mpirl.run import RunContext
+
+    ctx = RunContext(world, plan, resume_ckpt)
     algo = get_algo(ctx.cfg.algo)
     state = algo.train(ctx)
     ctx.finish()

@@ -25,8 +25,9 @@ def make_env(env_cfg, max_episode_steps: int | None = None):
     try:
         # The passive checker only re-validates gymnasium's own envs on every step.
         return gym.make(env_cfg.id, max_episode_steps=limit, disable_env_checker=True, **env_cfg.kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"env {env_cfg.id!r} rejected 'env.kwargs' {env_cfg.kwargs}: {e}") from None
+    except Exception as e:  # environment constructors raise any type (KeyError for a bad map name...)
+        raise ConfigError(f"env {env_cfg.id!r} rejected 'env.kwargs' {env_cfg.kwargs}: "
+                          f"{type(e).__name__}: {e}") from None
 
 
 def episode_limit(env) -> int | None:

@@ -20,8 +20,11 @@ from mpirl.logger import MetricsLogger, NullLogger
 from mpirl.seeding import capture_rng_state, rank_rng, restore_rng_state, seed_globals
 
 
-def prepare(args, world_size: int) -> dict:
-    """Rank 0's validation of a ``train`` request; raises UsageError, returns the plan as JSON-able data.
+def prepare(args, world_size: int):
+    """Rank 0's validation of a ``train`` request; raises UsageError.
+
+    Returns the plan (JSON-able, broadcast to all ranks) and the checkpoint to
+    resume from (or None), read once here.
 
     Checks the job file, every key, the env id, the rank count and (on
     ``--resume``) the checkpoint's compatibility, before any collective.
@@ -69,8 +72,8 @@ def prepare(args, world_size: int) -> dict:
             f.write(to_toml(cfg))
     except OSError as e:
         raise UsageError(f"cannot write run directory {run_dir}: {e.strerror}") from None
-    return {"config": to_dict(cfg), "run_dir": run_dir,
-            "resume": resume_ckpt.path if resume_ckpt else None}
+    plan = {"config": to_dict(cfg), "run_dir": run_dir, "resume": resume_ckpt.path if resume_ckpt else None}
+    return plan, resume_ckpt
 
 
 def _check_compatible(cfg: Config, ck, expected: dict) -> None:
@@ -91,7 +94,7 @@ def _check_compatible(cfg: Config, ck, expected: dict) -> None:
 class RunContext:
     """What an algorithm sees of the job: config, world, seeds, restored state, logging, checkpoints."""
 
-    def __init__(self, world, plan: dict):
+    def __init__(self, world, plan: dict, resume_ckpt=None):
         self.world = world
         self.cfg: Config = from_dict(plan["config"])
         self.agent = self.cfg.agent
@@ -105,14 +108,13 @@ class RunContext:
         self.logger = (MetricsLogger(self.run_dir, self.cfg.log.interval_s, self.cfg.log.tensorboard,
                                      self.cfg.log.progress) if world.is_learner else NullLogger())
         self.restored_extra = {}
-        self.restored_state, self.restored_counters = self._restore(plan.get("resume"))
+        self.restored_state, self.restored_counters = self._restore(plan.get("resume"), resume_ckpt)
         self.wall_offset = float(self.restored_counters.get("wall_time_s", 0.0))
 
-    def _restore(self, path):
-        # Rank 0 reads the checkpoint; the others receive counters, arrays and their own RNG state.
+    def _restore(self, path, ck):
+        # Rank 0 has read the checkpoint; the others receive counters, arrays and their own RNG state.
         if path is None:
             return None, {}
-        ck = ckpt_io.load(path) if self.world.is_learner else None
         head = None
         if ck is not None:
             head = {"counters": ck.counters, "rng": {str(k): v for k, v in ck.rng.items()},

@@ -64,7 +64,9 @@ class Receiver:
         self.MPI = MPI
         self.world, self.spec, self.tag = world, spec, tag
         self.sources = list(sources)
+        # Two buffers per source: one posted, one handed to the caller.
         self.buffers = [spec.allocate() for _ in self.sources]
+        self.spares = [spec.allocate() for _ in self.sources]
         self.requests = [self._post(i) for i in range(len(self.sources))]
 
     def _post(self, i):
@@ -73,8 +75,8 @@ class Receiver:
     def poll(self):
         """Return ``(source, message)`` for one completed receive, or None; never blocks.
 
-        The returned buffer stays valid until the next call to :meth:`poll`
-        or :meth:`recv`, when its receive is posted again.
+        The returned message stays valid until the next message from the same
+        source is returned (its buffer is then posted again): copy what you keep.
         """
         idx, done = self.MPI.Request.Testany(self.requests)
         if not done or idx == self.MPI.UNDEFINED:
@@ -82,11 +84,10 @@ class Receiver:
         return self._complete(idx)
 
     def _complete(self, idx):
-        src = self.sources[idx]
-        msg = self.spec.allocate()
-        msg.buffer[...] = self.buffers[idx].buffer
+        filled = self.buffers[idx]
+        self.buffers[idx], self.spares[idx] = self.spares[idx], filled
         self.requests[idx] = self._post(idx)
-        return src, msg
+        return self.sources[idx], filled
 
     def recv(self, timeout_s=None):
         """Wait (with backoff) for the next message from any source; None on timeout."""
