@@ -343,10 +343,10 @@ def test_learner_sends_to_every_actor(world):
             assert got is not None
             src, msg = got
             assert src == 0 and int(msg["dest"]) == world.rank and int(msg["seq"]) == seq
-            kept.append(msg)
-        # Returned messages are copies: later receives did not overwrite earlier ones.
-        for seq, msg in enumerate(kept):
-            np.testing.assert_array_equal(msg["w"], np.full(50_000, seq + world.rank / 10, dtype=np.float32))
+            # The buffer is recycled after the next message from this source: keep a copy.
+            kept.append(msg["w"].copy())
+        for seq, w in enumerate(kept):
+            np.testing.assert_array_equal(w, np.full(50_000, seq + world.rank / 10, dtype=np.float32))
         rx.close()
     world.barrier()
 
