@@ -36,3 +36,7 @@ test: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Regenerate docs/configuration.md from the config dataclasses (a test checks it is current).
+docs/configuration.md: mpirl/config.py mpirl/algos/*.py docs/configuration.head.md
+	(cat docs/configuration.head.md; $(BIN)/python -m mpirl.config) > $@
