@@ -1,0 +1,4 @@
+"""Pure RL maths (no MPI, no state, no global RNG), each function tested against a plain loop reference."""
+from mpirl.functional.dqn import DQNLoss, NStep, double_q_targets, dqn_loss, n_step_transitions
+
+__all__ = ["DQNLoss", "NStep", "double_q_targets", "dqn_loss", "n_step_transitions"]
