@@ -67,6 +67,8 @@ class CheckpointConfig:
 
     interval_s: float = opt(60.0, "Seconds between checkpoints; 0 writes only the final one.", min=0.0)
     keep: int = opt(3, "How many `ckpt-<env_steps>.h5` files to keep (oldest deleted first).", min=1)
+    replay: bool = opt(False, "Also save the replay memory (with priorities and insert position) "
+                              "in algorithms that have one.")
 
 
 @dataclass

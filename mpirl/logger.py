@@ -35,6 +35,7 @@ class MetricsLogger(NullLogger):
         self.path = os.path.join(run_dir, "metrics.csv")
         self.interval_s = interval_s
         self.last = -math.inf
+        self._last_row = None
         self.columns = None
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
             with open(self.path, newline="") as f:
@@ -55,6 +56,13 @@ class MetricsLogger(NullLogger):
         if not force and now - self.last < self.interval_s:
             return False
         self.last = now
+        if "env_steps_per_s" not in row:
+            rate = float("nan")
+            if self._last_row is not None:
+                t0, steps0 = self._last_row
+                rate = (row["env_steps"] - steps0) / max(now - t0, 1e-9)
+            row = dict(row, env_steps_per_s=rate)
+        self._last_row = (now, row["env_steps"])
         if self.columns is None:
             self.columns = BASE_COLUMNS + sorted(k for k in row if k not in BASE_COLUMNS)
             self.writer.writerow(self.columns)
@@ -73,7 +81,7 @@ class MetricsLogger(NullLogger):
         ret = row.get("episode_return_mean", float("nan"))
         line = (f"steps {int(row['env_steps']):>10,}  updates {int(row.get('updates', 0)):>8,}  "
                 f"return {ret:8.3f}  episodes {int(row.get('episodes', 0)):>8,}  "
-                f"{row.get('env_steps_per_s', 0):>9,.0f} steps/s  {row.get('wall_time_s', 0):7.1f}s")
+                f"{_num(row.get('env_steps_per_s')):>9,.0f} steps/s  {row.get('wall_time_s', 0):7.1f}s")
         sys.stdout.write("\r" + line.ljust(self._progress_width))
         sys.stdout.flush()
         self._progress_width = len(line)
@@ -119,6 +127,10 @@ def stdout_is_terminal() -> bool:
         except (OSError, ValueError, IndexError):
             return False
     return False
+
+
+def _num(v) -> float:
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else 0.0
 
 
 def _fmt(v):

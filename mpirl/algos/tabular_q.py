@@ -114,8 +114,6 @@ def train(ctx) -> dict:
     target_steps = cfg.total_env_steps
     threshold = cfg.stop.episode_return_mean
     ret_mean = float("nan")
-    t_log = ctx.wall_time()
-    steps_at_log = counters["env_steps"]
 
     while True:
         steps = episodes = 0
@@ -168,11 +166,7 @@ def train(ctx) -> dict:
 
         done = counters["env_steps"] >= target_steps or (
             threshold is not None and counters["episodes"] >= 100 and ret_mean >= threshold)
-        now = ctx.wall_time()
-        row = dict(counters, episode_return_mean=ret_mean, epsilon=epsilon(a, rank_steps),
-                   env_steps_per_s=(counters["env_steps"] - steps_at_log) / max(now - t_log, 1e-9))
-        if ctx.log(row, force=done):
-            t_log, steps_at_log = now, counters["env_steps"]
+        ctx.log(dict(counters, episode_return_mean=ret_mean, epsilon=epsilon(a, rank_steps)), force=done)
         if ckpt_vote or done:
             extra_now = {"rank_steps": rank_steps, "returns": list(window),
                          "env_rng": [e.unwrapped.np_random.bit_generator.state for e in envs]}

@@ -78,7 +78,7 @@ def iterations(nbytes: int, args) -> tuple[int, int]:
     return n, max(1, n // 10)
 
 
-def _steps(op, comm, pair, world, pair_world, buf, recv):
+def _steps(op, comm, pair, world, buf, recv):
     """The one-iteration callables of ``op`` for each impl, on preallocated buffers."""
     from mpi4py import MPI
 
@@ -99,8 +99,8 @@ def _steps(op, comm, pair, world, pair_world, buf, recv):
                 "pickle": lambda: comm.allreduce(buf, op=MPI.SUM)}
     if pair is None:
         return None
-    peer = 1 - pair.rank
-    c = pair_world.comm
+    # p2p: the layer's path is Isend/Irecv completed with the backoff wait.
+    peer, c = 1 - pair.rank, pair
     if pair.rank == 0:
         return {"mpirl": lambda: (wait(c.Isend(buf, peer)), wait(c.Irecv(buf, peer))),
                 "raw": lambda: (pair.Send(buf, peer), pair.Recv(buf, peer)),
@@ -133,7 +133,6 @@ def run_sweeps(args, comm) -> dict:
     # p2p runs on ranks 0 and 1 only; the others must not busy-poll meanwhile
     pair = comm.Split(0 if comm.rank < 2 else MPI.UNDEFINED, comm.rank)
     pair = None if pair == MPI.COMM_NULL else pair
-    pair_world = World(pair) if pair is not None else None
     local = {}
     for rep in range(args.repeats):
         # Rotating the order keeps any first-runs-warmer effect from favouring one impl.
@@ -143,7 +142,7 @@ def run_sweeps(args, comm) -> dict:
             recv = np.empty((comm.size, nbytes), dtype=np.uint8) if comm.rank == 0 else None
             n, warmup = iterations(nbytes, args)
             for op in args.ops:
-                steps = _steps(op, comm, pair, world, pair_world, buf, recv)
+                steps = _steps(op, comm, pair, world, buf, recv)
                 for impl in impls:
                     if steps is None:
                         t = float("nan")
@@ -246,6 +245,13 @@ def write_outputs(rows: list[dict], out_dir: str, meta: dict) -> list[str]:
     return paths
 
 
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def main(argv: list[str]) -> int:
     """Run the benchmark on every rank of ``mpirun``; rank 0 reports. Returns an exit code."""
     args = parse_args(argv)
@@ -256,15 +262,19 @@ def main(argv: list[str]) -> int:
     if comm.size < 2:
         print(NEED_2_RANKS, file=sys.stderr)
         return 2
+    load_before = _load()
     times = run_sweeps(args, comm)
     if comm.rank != 0:
         return 0
     rows = summarise(times, comm.size, args.repeats)
     meta = {"ranks": comm.size, "repeats": args.repeats,
-            "mpi_library_version": MPI.Get_library_version().splitlines()[0].strip(),
+            "mpi_library_version": " ".join(MPI.Get_library_version().splitlines()[0].split()),
             "mpi4py_version": mpi4py.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "argv": list(argv)}
+            "argv": list(argv),
+            # The host is shared: the load says how much to trust a run, the samples how noisy it was.
+            "load_average_before_after": [load_before, _load()],
+            "latency_us_per_repeat": {f"{op}/{impl}/{b}": [t * 1e6 for t in ts] for (op, impl, b), ts in times.items()}}
     report, _ = goal_report(rows)
     print(f"# mpirl bench comm: {comm.size} ranks, median of {args.repeats} sweeps, {meta['mpi_library_version']}")
     print(format_table(rows))

@@ -39,6 +39,10 @@ class MessageSpec:
         """Allocate one zeroed message buffer of this spec."""
         return Message(self)
 
+    def view(self, buffer: np.ndarray) -> "Message":
+        """A message whose fields are views into an existing uint8 ``buffer`` (no copy)."""
+        return Message(self, buffer)
+
     def __repr__(self):
         return f"MessageSpec({self.fields}, nbytes={self.nbytes})"
 
@@ -46,9 +50,14 @@ class MessageSpec:
 class Message:
     """One preallocated buffer; ``msg["name"]`` is a numpy view of a field."""
 
-    def __init__(self, spec: MessageSpec):
+    def __init__(self, spec: MessageSpec, buffer: np.ndarray | None = None):
         self.spec = spec
-        self.buffer = np.zeros(spec.nbytes, dtype=np.uint8)
+        if buffer is None:
+            buffer = np.zeros(spec.nbytes, dtype=np.uint8)
+        elif buffer.dtype != np.uint8 or buffer.shape != (spec.nbytes,) or not buffer.flags.c_contiguous:
+            raise ValueError(f"buffer must be contiguous uint8 of shape ({spec.nbytes},), "
+                             f"got {buffer.dtype} {buffer.shape}")
+        self.buffer = buffer
         self.views: Dict[str, np.ndarray] = {}
         for name, (shape, dtype) in spec.fields.items():
             start = spec.offsets[name]

@@ -12,13 +12,18 @@ from __future__ import annotations
 import os
 import time
 
-# The spin window and the sleep cap are deliberately small enough to keep
-# latency close to blocking MPI, and large enough that a long wait costs well
-# under 5% of a core (one Test call every MAX_SLEEP_S).
-SPIN_S = float(os.environ.get("MPIRL_WAIT_SPIN_US", "200")) * 1e-6
+# Tuned with `mpirl bench comm` at -n 2 (MPICH 5, shared memory). While a rank
+# sleeps its part of a collective does not progress, so each sleep can add its
+# whole length to the operation. The 2 ms spin covers every 1 MiB operation and
+# most 4 MiB ones; beyond it, growth 1.1 keeps each sleep under ~10% of the time
+# already waited and the 2 ms cap bounds the overshoot of long (64 MiB)
+# operations. This keeps the layer within 10% of blocking MPI from 1 MiB up,
+# where 200 us / 1.25 / 5 ms was up to 1.8x slower. A 2 s wait costs ~2% of a
+# core (each wake-up, Testall included, costs ~30-60 us of CPU; a 1 ms cap ~3%).
+SPIN_S = float(os.environ.get("MPIRL_WAIT_SPIN_US", "2000")) * 1e-6
 FIRST_SLEEP_S = 20e-6
-MAX_SLEEP_S = float(os.environ.get("MPIRL_WAIT_MAX_SLEEP_MS", "5")) * 1e-3
-GROWTH = 1.25
+MAX_SLEEP_S = float(os.environ.get("MPIRL_WAIT_MAX_SLEEP_MS", "2")) * 1e-3
+GROWTH = 1.1
 
 
 def poll_until(test, timeout_s: float | None = None) -> bool:

@@ -1,0 +1,128 @@
+"""Synchronous distributed DQN wired to the MPI world.
+
+Every round: each actor collects ``rollout_steps`` steps in its vector envs
+with the current weights; one Gather brings the fixed-shape transition
+buffers to rank 0; rank 0 inserts them into a uniform replay, performs
+``updates_per_round`` updates and broadcasts the new weights together with the
+round's decisions (stop, checkpoint) in one Bcast. Given the seed and rank
+count, runs are deterministic.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+from mpirl.algos.dqn.actor import VectorActor, make_vec_env
+from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
+from mpirl.comm.buffers import MessageSpec, flat_parameters
+from mpirl.replay import ReplayBuffer
+from mpirl.seeding import env_seeds
+
+_CTRL = ("done", "checkpoint", "env_steps", "updates", "episodes")
+
+
+def trajectory_spec(n: int, obs_dim: int) -> MessageSpec:
+    """One actor's round: n transition slots plus the returns of the episodes it finished."""
+    return MessageSpec({
+        "obs": ((n, obs_dim), np.float32), "action": ((n,), np.int64), "reward": ((n,), np.float32),
+        "discount": ((n,), np.float32), "next_obs": ((n, obs_dim), np.float32), "valid": ((n,), np.uint8),
+        "priority": ((n,), np.float32), "steps": ((), np.int64), "episodes": ((), np.int64),
+        "episode_returns": ((n,), np.float64)})
+
+
+def fill_trajectory(msg, out: dict) -> None:
+    """Copy an actor's ``collect`` output into a trajectory message."""
+    for k in ("obs", "action", "reward", "discount", "next_obs", "valid"):
+        msg[k] = out[k]
+    rets = out["episode_returns"][: len(msg["episode_returns"])]
+    msg["episodes"] = len(rets)
+    msg["episode_returns"][: len(rets)] = rets
+    msg["steps"] = out["steps"]
+
+
+def transitions(msg) -> dict:
+    """The valid transitions of a trajectory message, as replay rows."""
+    keep = msg["valid"].astype(bool)
+    return {k: msg[k][keep] for k in ("obs", "action", "reward", "discount", "next_obs")}
+
+
+def epsilon(a, env_steps: int) -> float:
+    """Linearly decayed exploration rate after ``env_steps`` steps of all actors."""
+    frac = min(1.0, env_steps / a.epsilon_decay_steps)
+    return a.epsilon_start + frac * (a.epsilon_end - a.epsilon_start)
+
+
+def train(ctx) -> dict:
+    """Run synchronous distributed DQN on this rank; returns the learner's state on rank 0."""
+    a, cfg, world = ctx.agent, ctx.cfg, ctx.world
+    torch.set_num_threads(a.torch_threads)
+    torch.manual_seed(int(ctx.rng.integers(2**31)))
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
+    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
+    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + counters["env_steps"])
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    n_actions = int(envs.single_action_space.n)
+    slots = a.rollout_steps * cfg.env.num_envs
+    traj = trajectory_spec(slots, obs_dim).allocate()
+
+    if world.is_learner:
+        learner = DQNLearner(a, obs_dim, n_actions, ReplayBuffer(a.replay_capacity, replay_spec(obs_dim)), ctx.rng)
+        if ctx.restored_state:
+            learner.load_state_dict(ctx.restored_state)
+        net, flat = learner.online, learner.flat
+        recv = np.empty((world.size, traj.spec.nbytes), np.uint8)
+        envs.close()
+    else:
+        net = make_network(a, obs_dim, n_actions)
+        flat = flat_parameters(net)
+        actor = VectorActor(envs, net, a.rollout_steps, a.n_step, a.gamma, ctx.rng)
+        recv = None
+    weights = MessageSpec({"params": (flat.shape, np.float32), "ctrl": ((len(_CTRL),), np.float64)}).allocate()
+    window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
+
+    def publish():
+        weights["params"] = flat
+        world.bcast(weights.buffer)
+        flat[...] = weights["params"]
+        return dict(zip(_CTRL, weights["ctrl"]))
+
+    publish()
+    metrics = {}
+    while True:
+        if not world.is_learner:
+            out = actor.collect(epsilon(a, counters["env_steps"]))
+            ctx.mark_first_step()
+            fill_trajectory(traj, out)
+        world.gather(traj.buffer, recv)
+        if world.is_learner:
+            for r in world.actor_ranks:
+                m = traj.spec.view(recv[r])
+                learner.replay.add(transitions(m))
+                counters["env_steps"] += int(m["steps"])
+                counters["episodes"] += int(m["episodes"])
+                window.extend(m["episode_returns"][: int(m["episodes"])].tolist())
+            if len(learner.replay) >= max(a.learning_starts, a.batch_size):
+                for _ in range(a.updates_per_round):
+                    metrics = learner.update()
+            counters["updates"] = learner.updates
+            ret_mean = float(np.mean(window)) if window else float("nan")
+            threshold = cfg.stop.episode_return_mean
+            done = counters["env_steps"] >= cfg.total_env_steps or (
+                threshold is not None and len(window) == 100 and ret_mean >= threshold)
+            weights["ctrl"] = (done, ctx.checkpoint_due(), counters["env_steps"], counters["updates"],
+                               counters["episodes"])
+            ctx.log(dict(counters, episode_return_mean=ret_mean, epsilon=epsilon(a, counters["env_steps"]),
+                         replay_size=len(learner.replay), **metrics), force=done)
+        ctrl = publish()
+        counters.update({k: int(ctrl[k]) for k in ("env_steps", "updates", "episodes")})
+        if ctrl["checkpoint"] or ctrl["done"]:
+            state = learner.state_dict(cfg.checkpoint.replay) if world.is_learner else {}
+            ctx.save_checkpoint(state, counters, {"returns": list(window)})
+        if ctrl["done"]:
+            break
+    if not world.is_learner:
+        envs.close()
+        return {}
+    return learner.state_dict(with_replay=False)
