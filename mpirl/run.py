@@ -159,17 +159,20 @@ class RunContext:
         interval = self.cfg.checkpoint.interval_s
         return self.world.is_learner and interval > 0 and time.monotonic() - self._last_ckpt >= interval
 
-    def save_checkpoint(self, state: dict, counters: dict, rank_extra: dict | None = None) -> str | None:
-        """Collective: gather every rank's RNG state (and ``rank_extra``), write the checkpoint on rank 0.
+    def save_checkpoint(self, state: dict, counters: dict, rank_extra: dict | None = None,
+                        collective: bool = True) -> str | None:
+        """Gather every rank's RNG state (and ``rank_extra``), write the checkpoint on rank 0.
 
         ``state`` and ``counters`` are taken from rank 0; ``rank_extra`` is
         JSON-able per-rank state (environment RNGs, schedules) returned to the
-        same rank as ``ctx.restored_extra`` on resume. Call on all ranks at the
-        same point.
+        same rank as ``ctx.restored_extra`` on resume. Collective: call on all
+        ranks at the same point. Asynchronous algorithms call it on rank 0 only
+        with ``collective=False``; their actors are reseeded from the base seed,
+        rank and env-step count on resume.
         """
         doc = capture_rng_state(self.rng)
         doc["extra"] = rank_extra or {}
-        rng = self.world.gather_json(doc)
+        rng = self.world.gather_json(doc) if collective else [doc]
         self._last_ckpt = time.monotonic()
         if not self.world.is_learner:
             return None

@@ -10,6 +10,7 @@ import importlib
 _ALGOS = {
     "tabular_q": "mpirl.algos.tabular_q",
     "dqn": "mpirl.algos.dqn",
+    "apex": "mpirl.algos.apex",
 }
 
 

@@ -7,8 +7,8 @@ from mpirl.config import opt
 
 
 @dataclass
-class DQNConfig:
-    """Synchronous distributed DQN (`algo = "dqn"`): n-step double DQN, rank 0 learns, the others act."""
+class QConfig:
+    """Keys shared by the DQN family: network, n-step double-Q loss, replay, actors."""
 
     hidden: list = opt([128, 128], "Hidden layer sizes of the Q-network MLP.")
     dueling: bool = opt(False, "Dueling head: Q = V + A - mean(A) (Wang et al. 2016).")
@@ -24,10 +24,6 @@ class DQNConfig:
     huber_delta: float = opt(1.0, "Huber loss threshold.", min=0.0)
     rollout_steps: int = opt(16, "Steps per environment copy an actor collects per round (dqn) or per message (apex).",
                              min=1)
-    updates_per_round: int = opt(8, "Learner updates per round (dqn).", min=0)
-    epsilon_start: float = opt(1.0, "Exploration rate at the start (dqn).", min=0.0, max=1.0)
-    epsilon_end: float = opt(0.02, "Exploration rate after the decay (dqn).", min=0.0, max=1.0)
-    epsilon_decay_steps: int = opt(20_000, "Env steps (all actors) over which epsilon decays linearly (dqn).", min=1)
     torch_threads: int = opt(1, "torch intra-op threads per rank (1: ranks share the cores).", min=1)
 
     def __post_init__(self):
@@ -35,3 +31,13 @@ class DQNConfig:
 
         if not self.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden):
             raise ConfigError(f"key 'hidden' must be a non-empty list of positive integers, got {self.hidden!r}")
+
+
+@dataclass
+class DQNConfig(QConfig):
+    """Synchronous distributed DQN (`algo = "dqn"`): n-step double DQN, rank 0 learns, the others act."""
+
+    updates_per_round: int = opt(8, "Learner updates per round.", min=0)
+    epsilon_start: float = opt(1.0, "Exploration rate at the start.", min=0.0, max=1.0)
+    epsilon_end: float = opt(0.02, "Exploration rate after the decay.", min=0.0, max=1.0)
+    epsilon_decay_steps: int = opt(20_000, "Env steps (all actors) over which epsilon decays linearly.", min=1)

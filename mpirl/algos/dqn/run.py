@@ -16,36 +16,12 @@ import torch
 
 from mpirl.algos.dqn.actor import VectorActor, make_vec_env
 from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
+from mpirl.algos.dqn.messages import fill_trajectory, trajectory_spec, transitions
 from mpirl.comm.buffers import MessageSpec, flat_parameters
 from mpirl.replay import ReplayBuffer
 from mpirl.seeding import env_seeds
 
 _CTRL = ("done", "checkpoint", "env_steps", "updates", "episodes")
-
-
-def trajectory_spec(n: int, obs_dim: int) -> MessageSpec:
-    """One actor's round: n transition slots plus the returns of the episodes it finished."""
-    return MessageSpec({
-        "obs": ((n, obs_dim), np.float32), "action": ((n,), np.int64), "reward": ((n,), np.float32),
-        "discount": ((n,), np.float32), "next_obs": ((n, obs_dim), np.float32), "valid": ((n,), np.uint8),
-        "priority": ((n,), np.float32), "steps": ((), np.int64), "episodes": ((), np.int64),
-        "episode_returns": ((n,), np.float64)})
-
-
-def fill_trajectory(msg, out: dict) -> None:
-    """Copy an actor's ``collect`` output into a trajectory message."""
-    for k in ("obs", "action", "reward", "discount", "next_obs", "valid"):
-        msg[k] = out[k]
-    rets = out["episode_returns"][: len(msg["episode_returns"])]
-    msg["episodes"] = len(rets)
-    msg["episode_returns"][: len(rets)] = rets
-    msg["steps"] = out["steps"]
-
-
-def transitions(msg) -> dict:
-    """The valid transitions of a trajectory message, as replay rows."""
-    keep = msg["valid"].astype(bool)
-    return {k: msg[k][keep] for k in ("obs", "action", "reward", "discount", "next_obs")}
 
 
 def epsilon(a, env_steps: int) -> float:

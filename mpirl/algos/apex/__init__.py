@@ -1,0 +1,12 @@
+"""Ape-X DQN (`algo = "apex"`): see run.py for the message flow."""
+from mpirl.algos.apex.config import ApexConfig as Config
+from mpirl.algos.dqn import check_env, greedy_policy, state_shapes  # noqa: F401  (same network and spaces)
+
+MIN_RANKS = 2
+
+
+def train(ctx):
+    """Run the job on this rank (see run.py)."""
+    from mpirl.algos.apex.run import train as run
+
+    return run(ctx)

@@ -1,0 +1,197 @@
+"""Ape-X DQN wired to the MPI world (Horgan et al. 2018).
+
+Actors (ranks 1..N-1) act with fixed exploration rates, compute initial
+priorities with their own network copy and send batches to rank 0 with
+nonblocking sends from a pool of preallocated buffers; they pick up the newest
+published weights without blocking. Rank 0 polls for batches between
+updates, keeps a prioritized replay, and publishes weights every
+``weights_publish_period`` updates. A rate limiter (as in Reverb) holds the
+learner's samples per inserted transition near ``samples_per_insert``: when the
+learner is ahead it waits for data, when it is behind it stops taking data,
+and the actors' full send pools throttle them.
+
+Shutdown: rank 0 stops publishing and completes its weight sends, sends the
+shutdown message, keeps receiving (and dropping) data until every actor has
+flushed its sends and said goodbye, then cancels its posted receives.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+from mpirl.algos.dqn.actor import VectorActor, make_vec_env
+from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
+from mpirl.algos.dqn.messages import fill_trajectory, trajectory_spec, transitions
+from mpirl.comm.buffers import MessageSpec, flat_parameters
+from mpirl.comm.p2p import Receiver, Sender, send_shutdown, shutdown_requested
+from mpirl.comm.wait import poll_until
+from mpirl.replay import PrioritizedReplay
+from mpirl.seeding import env_seeds
+
+TAG_DATA, TAG_WEIGHTS, TAG_BYE = 11, 12, 13
+
+
+def actor_epsilon(a, i: int, n: int) -> float:
+    """Ape-X's fixed exploration rate of actor ``i`` of ``n``."""
+    return a.epsilon_base ** (1 + a.epsilon_alpha * i / (n - 1)) if n > 1 else a.epsilon_base
+
+
+class RateLimiter:
+    """Keeps ``sampled`` near ``samples_per_insert * inserted`` once ``min_size`` transitions arrived."""
+
+    def __init__(self, samples_per_insert: float, error_buffer: float, min_size: int):
+        self.spi, self.error, self.min_size = samples_per_insert, error_buffer, min_size
+        self.inserted = 0
+        self.sampled = 0
+
+    def _excess(self) -> float:
+        return self.sampled - self.spi * max(0, self.inserted - self.min_size)
+
+    def can_sample(self, n: int) -> bool:
+        """True if sampling ``n`` more keeps the learner within the slack ahead."""
+        return self.inserted >= self.min_size and self._excess() + n <= self.error
+
+    def can_insert(self) -> bool:
+        """False while the learner lags more than the slack behind."""
+        return self.inserted < self.min_size or -self._excess() <= self.error
+
+
+def train(ctx) -> dict:
+    """Run Ape-X on this rank; returns the learner's state on rank 0."""
+    a, cfg, world = ctx.agent, ctx.cfg, ctx.world
+    torch.set_num_threads(a.torch_threads)
+    torch.manual_seed(int(ctx.rng.integers(2**31)))
+    probe = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + int(ctx.restored_counters.get("env_steps", 0)))
+    obs_dim = int(np.prod(probe.single_observation_space.shape))
+    n_actions = int(probe.single_action_space.n)
+    traj_spec = trajectory_spec(a.rollout_steps * cfg.env.num_envs, obs_dim)
+    if world.is_learner:
+        probe.close()
+        learner = DQNLearner(a, obs_dim, n_actions,
+                             PrioritizedReplay(a.replay_capacity, replay_spec(obs_dim), alpha=a.priority_alpha), ctx.rng)
+        weights_spec = MessageSpec({"params": (learner.flat.shape, np.float32), "version": ((), np.int64)})
+        return _learn(ctx, learner, traj_spec, weights_spec)
+    net = make_network(a, obs_dim, n_actions)
+    flat = flat_parameters(net)
+    weights_spec = MessageSpec({"params": (flat.shape, np.float32), "version": ((), np.int64)})
+    actor = VectorActor(probe, net, a.rollout_steps, a.n_step, a.gamma, ctx.rng)
+    _act(ctx, actor, flat, traj_spec, weights_spec)
+    probe.close()
+    return {}
+
+
+def _act(ctx, actor, flat, traj_spec, weights_spec) -> None:
+    a, world = ctx.agent, ctx.world
+    eps = actor_epsilon(a, world.rank - 1, world.num_actors)
+    tx = Sender(world, traj_spec, TAG_DATA, slots=a.send_slots)
+    weights = Receiver(world, weights_spec, TAG_WEIGHTS, [0])
+    _, first = weights.recv()
+    flat[...] = first["params"]
+    stop = False
+    while not stop:
+        got = weights.poll()
+        while got is not None:  # drain to the newest publication
+            flat[...] = got[1]["params"]
+            got = weights.poll()
+        out = actor.collect(eps)
+        ctx.mark_first_step()
+        slot = None
+        while slot is None and not stop:  # a full send pool means the learner is behind: wait, not spin
+            slot = tx.acquire(timeout_s=0.05)
+            stop = shutdown_requested(world, 0)  # consumes the message: never overwrite a True
+        if slot is None:
+            break
+        msg = tx.buffer(slot)
+        fill_trajectory(msg, out)
+        msg["priority"] = actor.priorities(out)
+        tx.send(slot, 0)
+        stop = stop or shutdown_requested(world, 0)
+    tx.flush()
+    bye = Sender(world, MessageSpec({"rank": ((), np.int64)}), TAG_BYE, slots=1)
+    bye.buffer(0)["rank"] = world.rank
+    bye.send(0, 0)
+    bye.flush()
+    weights.close()
+
+
+def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
+    a, cfg, world = ctx.agent, ctx.cfg, ctx.world
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
+    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
+    if ctx.restored_state:
+        learner.load_state_dict(ctx.restored_state)
+        learner.updates = counters["updates"]
+    window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
+    rx = Receiver(world, traj_spec, TAG_DATA, world.actor_ranks)
+    pubs = {r: Sender(world, weights_spec, TAG_WEIGHTS, slots=1) for r in world.actor_ranks}
+    limiter = RateLimiter(a.samples_per_insert, a.rate_error_buffer, max(a.learning_starts, a.batch_size))
+    limiter.inserted = len(learner.replay)
+
+    def publish():
+        for rank, sender in pubs.items():
+            if sender.free_slot() is not None:  # an actor still reading the last one gets the next
+                msg = sender.buffer(0)
+                msg["params"], msg["version"] = learner.flat, learner.updates
+                sender.send(0, rank)
+
+    def take(msg):
+        rows = transitions(msg)
+        learner.replay.add(rows, msg["priority"][msg["valid"].astype(bool)])
+        limiter.inserted += len(rows["action"])
+        counters["env_steps"] += int(msg["steps"])
+        counters["episodes"] += int(msg["episodes"])
+        window.extend(msg["episode_returns"][: int(msg["episodes"])].tolist())
+
+    publish()
+    metrics, done = {}, False
+    while not done:
+        got = rx.poll() if limiter.can_insert() else None
+        if got is not None:
+            take(got[1])
+        if limiter.can_sample(a.batch_size):
+            frac = min(1.0, learner.updates / a.beta_anneal_updates)
+            metrics = learner.update(a.beta_start + frac * (1.0 - a.beta_start))
+            limiter.sampled += a.batch_size
+            if learner.updates % a.weights_publish_period == 0:
+                publish()
+        elif got is None:
+            got = rx.recv(timeout_s=0.05)  # nothing to do: wait for data without spinning
+            if got is not None:
+                take(got[1])
+        counters["updates"] = learner.updates
+        ret_mean = float(np.mean(window)) if window else float("nan")
+        threshold = cfg.stop.episode_return_mean
+        done = counters["env_steps"] >= cfg.total_env_steps or (
+            threshold is not None and len(window) == 100 and ret_mean >= threshold)
+        ctx.log(dict(counters, episode_return_mean=ret_mean, replay_size=len(learner.replay),
+                     samples_per_insert=limiter.sampled / max(1, limiter.inserted), **metrics), force=done)
+        if ctx.checkpoint_due() and not done:
+            ctx.save_checkpoint(learner.state_dict(cfg.checkpoint.replay), counters, {"returns": list(window)},
+                                collective=False)
+
+    # Shutdown: complete the weight sends, tell the actors, drain their data until each says goodbye.
+    def weights_delivered():
+        rx.poll()  # actors blocked on a full send pool must be able to move on
+        return all(s.free_slot() is not None for s in pubs.values())
+
+    poll_until(weights_delivered)
+    for r in world.actor_ranks:
+        send_shutdown(world, r)
+    byes = Receiver(world, MessageSpec({"rank": ((), np.int64)}), TAG_BYE, world.actor_ranks)
+    left = set(world.actor_ranks)
+
+    def drained():
+        rx.poll()
+        got = byes.poll()
+        if got is not None:
+            left.discard(got[0])
+        return not left
+
+    poll_until(drained)
+    rx.close()
+    byes.close()
+    ctx.save_checkpoint(learner.state_dict(cfg.checkpoint.replay), counters, {"returns": list(window)},
+                        collective=False)
+    return learner.state_dict(with_replay=False)
