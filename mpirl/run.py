@@ -123,7 +123,7 @@ class RunContext:
         head = self.world.bcast_json(head)
         state = {}
         for name, (shape, dtype) in sorted(head["arrays"].items()):
-            buf = np.ascontiguousarray(ck.state[name]) if ck is not None else np.empty(shape, dtype=dtype)
+            buf = np.array(ck.state[name], order="C") if ck is not None else np.empty(shape, dtype=dtype)
             state[name] = self.world.bcast(buf)
         mine = head["rng"].get(str(self.rank))
         self.restored_extra = {}
