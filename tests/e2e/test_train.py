@@ -6,18 +6,20 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from mpirl import checkpoint
 
-BIN = os.path.dirname(sys.executable)
-JOB = os.path.join(os.path.dirname(__file__), "..", "..", "jobs", "frozenlake_q.toml")
+JOB = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "jobs", "frozenlake_q.toml"))
 
 
-def mpirl(args, n=None, timeout=120, env=None):
-    """Run mpirl (under mpirun -n n when n is given); returns the CompletedProcess."""
-    cmd = ([os.path.join(BIN, "mpirun"), "-n", str(n)] if n else []) + [os.path.join(BIN, "mpirl")] + args
-    full_env = dict(os.environ, MPIEXEC_TIMEOUT=str(timeout), **(env or {}))
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, env=full_env)
+@pytest.fixture
+def mpirl(run_mpirl):
+    """``mpirl(args, n=None, timeout=120, env=None)``: mpirl under ``mpirun -n n`` (n None: no mpirun)."""
+    def run(args, n=None, timeout=120, env=None):
+        return run_mpirl(args, n=n, timeout=timeout, env=env)
+
+    return run
 
 
 def rows(run_dir):
@@ -25,7 +27,7 @@ def rows(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_train_writes_the_run_directory_and_eval_inspect_read_it(tmp_path):
+def test_train_writes_the_run_directory_and_eval_inspect_read_it(mpirl, tmp_path):
     run = str(tmp_path / "run")
     p = mpirl(["train", JOB, "--run-dir", run, "--set", "total_env_steps=20000",
                "--set", "log.interval_s=0", "--set", "eval.episodes=50"], n=2)
@@ -54,12 +56,12 @@ def test_train_writes_the_run_directory_and_eval_inspect_read_it(tmp_path):
     assert meta["config"]["total_env_steps"] == 20000 and "mpirl" in meta["versions"]
 
 
-def test_python_dash_m_works():
+def test_python_dash_m_works(mpirl):
     p = subprocess.run([sys.executable, "-m", "mpirl", "--help"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "train" in p.stdout
 
 
-def test_same_seed_same_result_and_resume_continues(tmp_path):
+def test_same_seed_same_result_and_resume_continues(mpirl, tmp_path):
     args = ["--set", "total_env_steps=16000", "--set", "log.interval_s=0", "--no-eval"]
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     for run in (a, b):
@@ -85,7 +87,7 @@ def test_same_seed_same_result_and_resume_continues(tmp_path):
     assert (resumed.state["visits"].sum() == 32000)  # visit counts continued from the checkpoint's
 
 
-def test_kill_while_writing_checkpoint_keeps_previous_one(tmp_path):
+def test_kill_while_writing_checkpoint_keeps_previous_one(mpirl, tmp_path):
     run = str(tmp_path / "run")
     base = ["--set", "log.interval_s=0", "--no-eval"]
     assert mpirl(["train", JOB, "--run-dir", run, "--set", "total_env_steps=4000"] + base, n=2).returncode == 0
