@@ -66,6 +66,8 @@ class MetricsLogger(NullLogger):
         if self.columns is None:
             self.columns = BASE_COLUMNS + sorted(k for k in row if k not in BASE_COLUMNS)
             self.writer.writerow(self.columns)
+        elif set(row) - set(self.columns):
+            self._widen(sorted(set(row) - set(self.columns)))
         self.writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
         self.file.flush()
         if self.tb is not None:
@@ -76,6 +78,22 @@ class MetricsLogger(NullLogger):
         if self.tty:
             self._progress(row)
         return True
+
+    def _widen(self, new_columns) -> None:
+        # Metrics such as the loss appear only once learning starts: rewrite the
+        # (small) file with the wider header, earlier rows get empty cells.
+        self.file.close()
+        with open(self.path, newline="") as f:
+            old = list(csv.reader(f))[1:]
+        self.columns = self.columns + list(new_columns)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(self.columns)
+            w.writerows(r + [""] * (len(self.columns) - len(r)) for r in old)
+        os.replace(tmp, self.path)
+        self.file = open(self.path, "a", newline="")
+        self.writer = csv.writer(self.file)
 
     def _progress(self, row):
         ret = row.get("episode_return_mean", float("nan"))
