@@ -142,8 +142,8 @@ def parse_config(data: dict, source: str = "<config>", name: str = "") -> Config
     data = dict(data)
     algo = data.get("algo", Config.algo)
     if not isinstance(algo, str) or algo not in algo_names():
-        raise ConfigError(f"{source}: unknown algo {algo!r} (key 'algo'){_suggest(algo, algo_names())}; "
-                          f"valid: {', '.join(algo_names())}")
+        raise ConfigError(f"{source}: unknown algo {algo!r} (key 'algo'; valid: {', '.join(algo_names())})"
+                          f"{_suggest(algo, algo_names())}")
     agent_cls = get_algo(algo).Config
     agent_data = data.pop(algo, {})
     for other in algo_names():

@@ -38,7 +38,7 @@ CONFIG_CASES = [
     ("out-of-range-gamma", "", ["tabular_q.gamma=1.5"], ["key 'tabular_q.gamma' must be <= 1.0", "1.5"]),
     ("out-of-range-keep", "", ["checkpoint.keep=0"], ["key 'checkpoint.keep' must be >= 1", "got 0"]),
     ("unknown-algo", "", ["algo=tabular-q"],
-     ["unknown algo 'tabular-q'", "did you mean 'tabular_q'?", "valid: tabular_q"]),
+     ["unknown algo 'tabular-q'", "did you mean 'tabular_q'?", "valid: ", "tabular_q"]),
     ("unknown-env-id", "", ["env.id=FrozenLake-v9"],
      ["unknown env id 'FrozenLake-v9'", "key 'env.id'", "did you mean 'FrozenLake-v1'?"]),
     ("wrong-space", "", ["env.id=CartPole-v1"],
