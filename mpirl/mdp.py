@@ -70,7 +70,7 @@ def policy_return(model: TabularModel, policy: np.ndarray, horizon: int) -> floa
     return float(total)
 
 
-def optimal_policy(model: TabularModel, horizon: int, gammas=(0.99, 0.999, 0.9999, 1.0)):
+def optimal_policy(model: TabularModel, horizon: int, gammas=(0.99, 0.995, 0.998, 0.999, 0.9999, 1.0)):
     """The best stationary policy for the time-limited return among value iteration's at several gammas.
 
     The step limit makes the true optimum non-stationary; trying a few
