@@ -43,6 +43,7 @@ def poll_until(test, timeout_s: float | None = None) -> bool:
         if timeout_s is not None and elapsed > timeout_s:
             return False
         if elapsed < SPIN_S:
+            os.sched_yield()  # oversubscribed: let a rank with work run on this core
             continue
         time.sleep(delay)
         delay = min(delay * GROWTH, MAX_SLEEP_S)
