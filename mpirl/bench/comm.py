@@ -15,14 +15,14 @@ whole point, so it is the one exception to "only mpirl.comm imports mpi4py".
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
-import json
 import os
 import statistics
 import sys
 
 import numpy as np
+
+from mpirl.bench.output import pyplot, write_csv_json
 
 OPS = ("bcast", "gather", "allreduce", "p2p")
 IMPLS = ("mpirl", "raw", "pickle")
@@ -230,19 +230,9 @@ def goal_report(ratios: dict) -> tuple[str, bool]:
 
 def write_outputs(rows: list[dict], out_dir: str, meta: dict) -> list[str]:
     """Write comm.csv, comm.json and comm.png into ``out_dir``; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, f"comm.{ext}") for ext in ("csv", "json", "png")]
-    with open(paths[0], "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    with open(paths[1], "w") as f:
-        json.dump({"metadata": meta, "rows": rows}, f, indent=1)
+    paths = write_csv_json(out_dir, "comm", rows, COLUMNS, {"metadata": meta, "rows": rows})
+    paths.append(os.path.join(out_dir, "comm.png"))
+    plt = pyplot()
     ops = [op for op in OPS if any(r["op"] == op for r in rows)]
     fig, axes = plt.subplots(1, len(ops), figsize=(4.2 * len(ops), 3.8), squeeze=False)
     for ax, op in zip(axes[0], ops):

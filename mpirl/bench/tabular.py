@@ -26,9 +26,7 @@ Run it without mpirun: it launches mpirun itself.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
-import json
 import math
 import os
 import shutil
@@ -37,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from mpirl.bench.output import pyplot, write_csv_json
 
 TOLERANCE = 0.03
 COLUMNS = ("ranks", "seed", "steps_per_rank", "total_env_steps", "reached", "exact_return", "optimum",
@@ -212,20 +212,12 @@ def format_table(summary: list[dict]) -> str:
 
 def write_outputs(rows: list[dict], summary: list[dict], out_dir: str, meta: dict) -> list[str]:
     """Write tabular_scaling.csv, .json and .png into ``out_dir``; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    os.makedirs(out_dir, exist_ok=True)
-    paths = [os.path.join(out_dir, f"tabular_scaling.{ext}") for ext in ("csv", "json", "png")]
-    with open(paths[0], "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    with open(paths[1], "w") as f:
-        json.dump({"metadata": meta, "summary": summary, "rows": rows}, f, indent=1)
+    paths = write_csv_json(out_dir, "tabular_scaling", rows, COLUMNS,
+                           {"metadata": meta, "summary": summary, "rows": rows})
+    paths.append(os.path.join(out_dir, "tabular_scaling.png"))
+    plt = pyplot()
 
     ranks = [s["ranks"] for s in summary]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
