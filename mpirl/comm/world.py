@@ -7,8 +7,8 @@ through :mod:`mpirl.comm.wait` so a waiting rank does not burn a core.
 from __future__ import annotations
 
 import json
-import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -110,9 +110,8 @@ class World:
 
     # ---- failure --------------------------------------------------------
     def abort(self, code: int = 1) -> None:
-        """Kill every rank of the job now (MPI_Abort)."""
-        sys.stdout.flush()
-        sys.stderr.flush()
+        """Kill every rank of the job now (MPI_Abort), after the launcher has forwarded our output."""
+        _flush_for_abort()
         _mpi().COMM_WORLD.Abort(code)
 
     def wait_all(self, requests, timeout_s=None) -> bool:
@@ -127,6 +126,14 @@ def _contig(buf: np.ndarray) -> np.ndarray:
 
 
 _HOOK_INSTALLED = False
+
+
+def _flush_for_abort() -> None:
+    # Hydra relays a rank's output through a pipe and its proxy; an abort that
+    # follows at once can kill the job before the traceback is relayed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(0.3)
 
 
 def install_abort_on_exception() -> None:
@@ -151,9 +158,7 @@ def install_abort_on_exception() -> None:
             prefix = f"[rank {rank}] "
             sys.stderr.write("".join(prefix + line + "\n" for line in text.rstrip("\n").split("\n")))
             sys.stderr.write(f"[rank {rank}] aborting the whole job (MPI_Abort)\n")
-        sys.stderr.flush()
-        sys.stdout.flush()
-        os.environ["MPIRL_ABORTING"] = "1"
+        _flush_for_abort()
         MPI.COMM_WORLD.Abort(1)
 
     sys.excepthook = hook
