@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 
 import numpy as np
 
+from mpirl.bench.output import write_csv_json
 from mpirl.bench.runs import launch, time_to_return
 
 
@@ -78,12 +78,7 @@ def main(argv) -> int:
     print(f"\nApe-X, {args.job}, mpirun -n {args.ranks}, median of {args.repeats}:")
     for k, v in summary.items():
         print(f"  {k:>28}: {v:,.3f}")
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(os.path.join(args.out_dir, "apex.json"), "w") as f:
-        json.dump({"summary": summary, "runs": runs, "job": args.job, "ranks": args.ranks,
-                   "date": time.strftime("%Y-%m-%d")}, f, indent=1)
-    with open(os.path.join(args.out_dir, "apex.csv"), "w") as f:
-        f.write(",".join(["seed"] + keys) + "\n")
-        for r in runs:
-            f.write(",".join(str(r[k]) for k in ["seed"] + keys) + "\n")
+    write_csv_json(args.out_dir, "apex", runs, ["seed"] + keys,
+                   {"summary": summary, "runs": runs, "job": args.job, "ranks": args.ranks,
+                    "date": time.strftime("%Y-%m-%d")})
     return 0

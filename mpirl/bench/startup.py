@@ -8,7 +8,6 @@ reports the median over repeats of the slowest rank. Writes
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -17,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from mpirl.bench.output import write_csv_json
 
 
 def measure_once(n: int, job: str, extra_args=()) -> dict:
@@ -61,12 +62,7 @@ def main(argv) -> int:
              "first_step_fastest_s_median": statistics.median(r["first_step_fastest_s"] for r in mine)}
         summary.append(s)
         print(f"{n:>5} {s['first_step_slowest_s_median']:>30.2f} {s['first_step_fastest_s_median']:>17.2f}")
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(os.path.join(args.out_dir, "startup.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    with open(os.path.join(args.out_dir, "startup.json"), "w") as f:
-        json.dump({"summary": summary, "runs": rows, "job": args.job, "cpus": os.cpu_count(),
-                   "date": time.strftime("%Y-%m-%d")}, f, indent=1)
+    write_csv_json(args.out_dir, "startup", rows, list(rows[0]),
+                   {"summary": summary, "runs": rows, "job": args.job, "cpus": os.cpu_count(),
+                    "date": time.strftime("%Y-%m-%d")})
     return 0
