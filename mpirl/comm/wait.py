@@ -17,14 +17,14 @@ import time
 # that lands in a sleep adds up to that sleep's length. The 5 ms spin covers
 # every operation up to 16 MiB and most of a 64 MiB bcast (~6 ms); past it,
 # growth 1.1 keeps each sleep under ~10% of the time already waited, and the
-# 3 ms cap bounds the overshoot of the longest (64 MiB allreduce, ~45 ms).
+# 2 ms cap bounds the overshoot of the longest (64 MiB allreduce, ~45 ms).
 # That keeps the layer within ~5% of blocking MPI from 1 MiB up, where
 # 200 us / 1.25 / 5 ms was up to 1.8x slower (a 2 ms spin: ~1.25x on a 64 MiB
 # bcast). Each wake-up costs ~30-60 us of CPU (more on a loaded host), so a
 # rank waiting 2 s uses ~2% of a core; a 1 ms cap would cost ~3%, 0.5 ms ~4%.
 SPIN_S = float(os.environ.get("MPIRL_WAIT_SPIN_US", "5000")) * 1e-6
 FIRST_SLEEP_S = 20e-6
-MAX_SLEEP_S = float(os.environ.get("MPIRL_WAIT_MAX_SLEEP_MS", "3")) * 1e-3
+MAX_SLEEP_S = float(os.environ.get("MPIRL_WAIT_MAX_SLEEP_MS", "2")) * 1e-3
 GROWTH = 1.1
 
 
