@@ -17,10 +17,18 @@ _EMPTY = np.zeros(1, dtype=np.uint8)
 
 
 class Sender:
-    """Sends messages of one spec to any rank from a pool of ``slots`` buffers."""
+    """Sends messages of one spec to any rank from a pool of ``slots`` buffers.
 
-    def __init__(self, world, spec: MessageSpec, tag: int, slots: int = 2):
+    With ``synchronous`` a send completes only once the receiver has matched it
+    (``Issend``). Plain ``Isend`` of a message under MPI's eager limit
+    completes at once, however far behind the receiver is, so the pool would
+    not hold a fast sender back and the receiver's unexpected-message queue
+    could grow without bound.
+    """
+
+    def __init__(self, world, spec: MessageSpec, tag: int, slots: int = 2, synchronous: bool = False):
         self.world, self.spec, self.tag = world, spec, tag
+        self.synchronous = synchronous
         self.buffers = [spec.allocate() for _ in range(slots)]
         self.requests = [None] * slots
 
@@ -44,7 +52,8 @@ class Sender:
 
     def send(self, slot: int, dest: int) -> None:
         """Start a nonblocking send of ``slot``'s buffer to ``dest``."""
-        self.requests[slot] = self.world.comm.Isend(self.buffers[slot].buffer, dest=dest, tag=self.tag)
+        start = self.world.comm.Issend if self.synchronous else self.world.comm.Isend
+        self.requests[slot] = start(self.buffers[slot].buffer, dest=dest, tag=self.tag)
 
     def flush(self, timeout_s=None) -> bool:
         """Wait until every send in flight has completed."""

@@ -378,6 +378,30 @@ def test_sender_free_slot_never_blocks(world):
     if world.rank == 1:
         assert tx.flush(timeout_s=30)
         assert tx.free_slot() is not None
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_synchronous_sender_waits_for_the_receiver_even_under_the_eager_limit(world, synchronous):
+    """A tiny Isend completes before any receive is posted; an Issend (synchronous=True) only after."""
+    from mpirl.comm.p2p import Receiver, Sender
+
+    spec = MessageSpec({"x": ((4,), "f8")})  # 32 bytes: eager in every MPI
+    tag = 14
+    if world.rank == 1:
+        tx = Sender(world, spec, tag, slots=1, synchronous=synchronous)
+        tx.buffer(0)["x"] = 7.0
+        tx.send(0, 0)
+        # Eager: buffered by MPI at once. Synchronous: still waiting, for as long as rank 0 does not receive.
+        assert tx.flush(timeout_s=0.2) is (not synchronous)
+    world.barrier()  # only now does rank 0 post its receive
+    if world.is_learner:
+        rx = Receiver(world, spec, tag, [1])
+        src, msg = rx.recv(timeout_s=30)
+        assert src == 1 and list(msg["x"]) == [7.0] * 4
+        rx.close()
+    if world.rank == 1:
+        assert tx.flush(timeout_s=30)
     world.barrier()
 
 
