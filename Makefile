@@ -38,5 +38,5 @@ clean:
 	rm -rf $(VENV) build *.egg-info
 
 # Regenerate docs/configuration.md from the config dataclasses (a test checks it is current).
-docs/configuration.md: mpirl/config.py mpirl/algos/*.py docs/configuration.head.md
+docs/configuration.md: mpirl/config.py mpirl/algos/*.py mpirl/algos/*/config.py docs/configuration.head.md
 	(cat docs/configuration.head.md; $(BIN)/python -m mpirl.config) > $@

@@ -268,6 +268,8 @@ def markdown_reference() -> str:
                 shown = "unset" if default is None else "{}"
             else:
                 shown = tomli_w.dumps({"v": default})[4:].strip()
+                # tomli_w writes arrays one item a line, which would break the table row.
+                shown = " ".join(shown.split()).replace("[ ", "[").replace(", ]", "]")
             bounds = ", ".join(f"{k} {f.metadata[k]}" for k in ("min", "max", "choices") if k in f.metadata)
             args = [a for a in typing.get_args(typ) if a is not type(None)]
             name = f"{args[0].__name__} (optional)" if args else typ.__name__
@@ -281,6 +283,11 @@ def markdown_reference() -> str:
     for name in algo_names():
         cls = get_algo(name).Config
         lines += [f"## `[{name}]`: {cls.__doc__.strip()}", ""] + table(cls, f"{name}.") + [""]
+        # An algorithm's sub-tables, e.g. `[impala.learner]`.
+        for sub, sub_cls in typing.get_type_hints(cls).items():
+            if dataclasses.is_dataclass(sub_cls):
+                lines += [f"## `[{name}.{sub}]`: {sub_cls.__doc__.strip()}", ""] + table(sub_cls, f"{name}.{sub}.")
+                lines += [""]
     return "\n".join(lines)
 
 

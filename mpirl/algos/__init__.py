@@ -11,6 +11,7 @@ _ALGOS = {
     "tabular_q": "mpirl.algos.tabular_q",
     "dqn": "mpirl.algos.dqn",
     "apex": "mpirl.algos.apex",
+    "impala": "mpirl.algos.impala",
 }
 
 

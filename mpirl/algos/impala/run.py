@@ -1,0 +1,173 @@
+"""IMPALA wired to the MPI world (Espeholt et al. 2018).
+
+Actors (ranks 1..N-1) act with their local copy of the policy in
+``env.num_envs`` environment copies and send each unroll to rank 0 with a
+nonblocking synchronous send (``Issend``, complete once rank 0 has matched
+it) from a pool of ``send_slots`` preallocated buffers; they keep acting
+while the sends are in flight and wait only when the whole pool is (the
+learner is behind), which bounds the policy lag and the learner's queue. Before each unroll they drain the weights
+receiver to the newest publication, without blocking.
+
+Rank 0 takes unrolls first come from whichever actor has one ready, copies
+``batch_size`` of them side by side, makes one V-trace update and publishes
+its weights every ``weights_publish_period`` updates (skipping an actor that
+has not yet received the previous publication). Each unroll carries the
+version of the weights that produced it; ``policy_lag`` is the learner's
+version minus that, averaged over the unrolls of each logged row.
+
+Shutdown (as in Ape-X): rank 0 completes its weight sends, sends the
+shutdown message, drops incoming unrolls until every actor has flushed its
+sends and said goodbye, cancels its posted receives and writes the final
+checkpoint.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+from mpirl.algos.dqn.actor import make_vec_env
+from mpirl.algos.impala.actor import UnrollActor
+from mpirl.algos.impala.learner import ImpalaLearner, make_network
+from mpirl.algos.impala.messages import UnrollBatch, fill_unroll, unroll_spec, weights_spec
+from mpirl.comm.buffers import MessageSpec, flat_parameters
+from mpirl.comm.p2p import Receiver, Sender, send_shutdown, shutdown_requested
+from mpirl.comm.wait import poll_until
+from mpirl.seeding import env_seeds
+
+TAG_UNROLL, TAG_WEIGHTS, TAG_BYE = 21, 22, 23
+_BYE = MessageSpec({"rank": ((), np.int64)})
+
+
+def train(ctx) -> dict:
+    """Run IMPALA on this rank; returns the learner's state on rank 0."""
+    a, cfg, world = ctx.agent, ctx.cfg, ctx.world
+    torch.set_num_threads(a.torch_threads)
+    torch.manual_seed(int(ctx.rng.integers(2**31)))
+    resumed_steps = int(ctx.restored_counters.get("env_steps", 0))
+    # A resumed run must not replay the first run's environments: offset the seeds by the steps taken.
+    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + resumed_steps)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    n_actions = int(envs.single_action_space.n)
+    spec = unroll_spec(a.unroll_length, cfg.env.num_envs, obs_dim, n_actions)
+    if world.is_learner:
+        envs.close()
+        learner = ImpalaLearner(a, obs_dim, n_actions, cfg.total_env_steps)
+        return _learn(ctx, learner, spec)
+    net = make_network(a, obs_dim, n_actions)
+    flat = flat_parameters(net)
+    # Actors get no RNG state of their own from a checkpoint: derive the sampling stream from the steps too.
+    rng = np.random.default_rng([int(ctx.rng.integers(2**31)), resumed_steps])
+    actor = UnrollActor(envs, net.actor, a.unroll_length, rng)
+    _act(ctx, actor, flat, spec)
+    envs.close()
+    return {}
+
+
+def _act(ctx, actor, flat, spec) -> None:
+    a, world = ctx.agent, ctx.world
+    # Synchronous sends: a full pool then really means the learner has not taken them (back-pressure).
+    tx = Sender(world, spec, TAG_UNROLL, slots=a.send_slots, synchronous=True)
+    weights = Receiver(world, weights_spec(flat.size), TAG_WEIGHTS, [0])
+    _, first = weights.recv()
+    flat[...] = first["params"]
+    version = int(first["version"])
+    stop = False
+    while not stop:
+        got = weights.poll()
+        while got is not None:  # drain to the newest publication
+            flat[...] = got[1]["params"]
+            version = int(got[1]["version"])
+            got = weights.poll()
+        out = actor.unroll()
+        ctx.mark_first_step()
+        slot = tx.free_slot()
+        while slot is None and not stop:  # the whole pool in flight: the learner is behind, wait without spinning
+            slot = tx.acquire(timeout_s=0.05)
+            stop = shutdown_requested(world, 0)  # consumes the message: never overwrite a True
+        if slot is None:
+            break
+        fill_unroll(tx.buffer(slot), out, version)
+        tx.send(slot, 0)
+        stop = stop or shutdown_requested(world, 0)
+    tx.flush()
+    bye = Sender(world, _BYE, TAG_BYE, slots=1)
+    bye.buffer(0)["rank"] = world.rank
+    bye.send(0, 0)
+    bye.flush()
+    weights.close()
+
+
+def _learn(ctx, learner, spec) -> dict:
+    a, cfg, world = ctx.agent, ctx.cfg, ctx.world
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
+    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
+    if ctx.restored_state:
+        learner.load_state_dict(ctx.restored_state)
+    learner.updates = counters["updates"]
+    window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
+    rx = Receiver(world, spec, TAG_UNROLL, world.actor_ranks)
+    wspec = weights_spec(learner.weights().size)
+    pubs = {r: Sender(world, wspec, TAG_WEIGHTS, slots=1) for r in world.actor_ranks}
+    batch = UnrollBatch(spec, a.batch_size)
+
+    def publish():
+        params = learner.weights()
+        for rank, sender in pubs.items():
+            if sender.free_slot() is not None:  # an actor still reading the last one gets the next
+                msg = sender.buffer(0)
+                msg["params"], msg["version"] = params, learner.updates
+                sender.send(0, rank)
+
+    publish()
+    metrics, lags, done = {}, [], False
+    while not done:
+        got = rx.poll() or rx.recv(timeout_s=0.05)  # no unroll ready: wait for one without spinning
+        if got is not None:
+            msg = got[1]
+            counters["env_steps"] += int(msg["steps"])
+            counters["episodes"] += int(msg["episodes"])
+            window.extend(msg["episode_returns"][: int(msg["episodes"])].tolist())
+            if batch.add(msg):
+                lags.extend((learner.updates - batch.versions).tolist())
+                metrics = learner.update(batch.arrays, counters["env_steps"])
+                batch.clear()
+                if learner.updates % a.weights_publish_period == 0:
+                    publish()
+        counters["updates"] = learner.updates
+        ret_mean = float(np.mean(window)) if window else float("nan")
+        threshold = cfg.stop.episode_return_mean
+        done = counters["env_steps"] >= cfg.total_env_steps or (
+            threshold is not None and len(window) == 100 and ret_mean >= threshold)
+        row = dict(counters, episode_return_mean=ret_mean, **metrics)
+        if lags:
+            row["policy_lag"] = float(np.mean(lags))
+        if ctx.log(row, force=done):
+            lags = []
+        if ctx.checkpoint_due() and not done:
+            ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
+
+    # Shutdown: complete the weight sends, tell the actors, drop their unrolls until each says goodbye.
+    def weights_delivered():
+        rx.poll()  # actors blocked on a full send pool must be able to move on
+        return all(s.free_slot() is not None for s in pubs.values())
+
+    poll_until(weights_delivered)
+    for r in world.actor_ranks:
+        send_shutdown(world, r)
+    byes = Receiver(world, _BYE, TAG_BYE, world.actor_ranks)
+    left = set(world.actor_ranks)
+
+    def drained():
+        rx.poll()
+        got = byes.poll()
+        if got is not None:
+            left.discard(got[0])
+        return not left
+
+    poll_until(drained)
+    rx.close()
+    byes.close()
+    ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
+    return learner.state_dict()
