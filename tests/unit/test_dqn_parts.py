@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.algos.apex.run import RateLimiter, actor_epsilon
+from mpirl.algos.apex.run import RateLimiter, actor_epsilon, warmup_epsilon
 from mpirl.algos.apex.config import ApexConfig
 from mpirl.algos.dqn.actor import VectorActor
 from mpirl.algos.dqn.config import DQNConfig
@@ -91,6 +91,14 @@ def test_apex_epsilons_follow_the_paper():
     assert eps[0] == pytest.approx(0.4) and eps[-1] == pytest.approx(0.4 ** 8)
     assert all(x > y for x, y in zip(eps, eps[1:]))
     assert actor_epsilon(a, 0, 1) == pytest.approx(0.4)
+
+
+def test_warmup_epsilon_falls_linearly_to_the_fixed_value():
+    assert warmup_epsilon(0.1, 0, 1000) == pytest.approx(1.0)
+    assert warmup_epsilon(0.1, 500, 1000) == pytest.approx(0.55)
+    assert warmup_epsilon(0.1, 1000, 1000) == pytest.approx(0.1)
+    assert warmup_epsilon(0.1, 5000, 1000) == pytest.approx(0.1)
+    assert warmup_epsilon(0.1, 0, 0) == pytest.approx(0.1)  # no warm-up: the paper's fixed rate
 
 
 @pytest.mark.parametrize("prioritized", [False, True])

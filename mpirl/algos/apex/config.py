@@ -14,6 +14,10 @@ class ApexConfig(QConfig):
     epsilon_base: float = opt(0.4, "Actor i of N explores with epsilon_base^(1 + epsilon_alpha * i / (N - 1)).",
                               min=0.0, max=1.0)
     epsilon_alpha: float = opt(7.0, "Exponent spread of the actors' fixed exploration rates.", min=0.0)
+    epsilon_warmup_steps: int = opt(0, "Env steps per actor over which its epsilon falls linearly from 1 to its fixed "
+                                       "Ape-X value (0: the fixed value from the start, as in the paper). A few "
+                                       "thousand random steps give the learner both actions to compare when actors "
+                                       "are few.", min=0)
     priority_alpha: float = opt(0.6, "Prioritization exponent: P(i) ~ p_i^alpha.", min=0.0, max=1.0)
     beta_start: float = opt(0.4, "Importance-sampling exponent at the first update, annealed to 1.", min=0.0, max=1.0)
     beta_anneal_updates: int = opt(20_000, "Updates over which beta anneals linearly to 1.", min=1)

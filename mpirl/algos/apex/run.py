@@ -38,6 +38,13 @@ def actor_epsilon(a, i: int, n: int) -> float:
     return a.epsilon_base ** (1 + a.epsilon_alpha * i / (n - 1)) if n > 1 else a.epsilon_base
 
 
+def warmup_epsilon(eps: float, steps: int, warmup_steps: int) -> float:
+    """Epsilon after ``steps`` of an actor's own env steps: linear from 1 to ``eps`` over ``warmup_steps``."""
+    if steps >= warmup_steps:
+        return eps
+    return eps + (1.0 - eps) * (1.0 - steps / warmup_steps)
+
+
 class RateLimiter:
     """Keeps ``sampled`` near ``samples_per_insert * inserted`` once ``min_size`` transitions arrived."""
 
@@ -85,7 +92,9 @@ def train(ctx) -> dict:
 def _act(ctx, actor, flat, traj_spec, weights_spec) -> None:
     a, world = ctx.agent, ctx.world
     eps = actor_epsilon(a, world.rank - 1, world.num_actors)
-    tx = Sender(world, traj_spec, TAG_DATA, slots=a.send_slots)
+    # A resumed run has finished its warm-up: count the steps this actor's share already took.
+    own_steps = int(ctx.restored_counters.get("env_steps", 0)) // world.num_actors
+    tx = Sender(world, traj_spec, TAG_DATA, slots=a.send_slots, synchronous=True)
     weights = Receiver(world, weights_spec, TAG_WEIGHTS, [0])
     _, first = weights.recv()
     flat[...] = first["params"]
@@ -95,7 +104,8 @@ def _act(ctx, actor, flat, traj_spec, weights_spec) -> None:
         while got is not None:  # drain to the newest publication
             flat[...] = got[1]["params"]
             got = weights.poll()
-        out = actor.collect(eps)
+        out = actor.collect(warmup_epsilon(eps, own_steps, a.epsilon_warmup_steps))
+        own_steps += out["steps"]
         ctx.mark_first_step()
         slot = None
         while slot is None and not stop:  # a full send pool means the learner is behind: wait, not spin
