@@ -63,3 +63,30 @@ def test_apex_resume_keeps_replay_priorities_and_counters(run_mpirl, tmp_path):
     rows = metrics(run)
     steps = [int(r["env_steps"]) for r in rows]
     assert steps == sorted(steps)
+
+
+@pytest.mark.slow
+def test_apex_resume_continues_the_learning_curve(run_mpirl, tmp_path):
+    """Train until the training mean passes 300, stop, resume: the first 100 episodes after resume are as good.
+
+    A resume that lost the replay, the target network, the optimizer state or
+    the actors' finished warm-up shows up here as a drop of the return.
+    """
+    run = str(tmp_path / "run")
+    job = os.path.join(ROOT, "jobs", "cartpole_apex.toml")
+    quiet = ["--set", "log.interval_s=0.2", "--set", "log.tensorboard=false", "--no-eval"]
+    p = run_mpirl(["train", job, "--run-dir", run, "--set", "checkpoint.replay=true",
+                   "--set", "stop.episode_return_mean=300"] + quiet, n=3, timeout=180)
+    assert p.returncode == 0, p.stderr
+    before = metrics(run)[-1]
+    assert float(before["episode_return_mean"]) >= 300, before  # phase 1 learned (it stopped on the threshold)
+    steps0, episodes0 = int(before["env_steps"]), int(before["episodes"])
+    # The stop threshold is raised so that the resumed run keeps going on the restored window of returns.
+    p = run_mpirl(["train", "--resume", "--run-dir", run, "--set", f"total_env_steps={steps0 + 60_000}",
+                   "--set", "stop.episode_return_mean=1e9"] + quiet, n=3, timeout=180)
+    assert p.returncode == 0, p.stderr
+    rows = [r for r in metrics(run) if int(r["env_steps"]) > steps0]
+    fresh = [r for r in rows if int(r["episodes"]) >= episodes0 + 100]  # windows made only of resumed episodes
+    assert fresh, f"fewer than 100 episodes after resume: {rows[-1]}"
+    after = float(fresh[0]["episode_return_mean"])
+    assert after >= 0.6 * float(before["episode_return_mean"]), (before, fresh[0])
