@@ -103,6 +103,7 @@ class RunContext:
         seed_globals(self.cfg.seed, self.rank)
         self.rng = rank_rng(self.cfg.seed, self.rank)
         self.start = time.monotonic()
+        self.start_unix = time.time()
         self.first_step_time = None
         self._last_ckpt = time.monotonic()
         self.logger = (MetricsLogger(self.run_dir, self.cfg.log.interval_s, self.cfg.log.tensorboard,
@@ -187,7 +188,9 @@ class RunContext:
         if self.world.is_learner:
             with open(os.path.join(self.run_dir, "timings.json"), "w") as f:
                 json.dump({"ranks": self.size, "first_env_step_unix": [t["first_env_step_unix"] for t in times],
-                           "process_start_unix": _process_start()}, f, indent=1)
+                           "process_start_unix": _process_start(),
+                           # The unix time at which wall_time_s was 0 (earlier by the restored wall time).
+                           "wall_time_zero_unix": self.start_unix - self.wall_offset}, f, indent=1)
         self.logger.close()
 
 

@@ -39,8 +39,8 @@ def launch(job: str, ranks: int, overrides=(), timeout: float = 900) -> dict:
         if os.path.exists(os.path.join(run_dir, "eval.json")):
             with open(os.path.join(run_dir, "eval.json")) as f:
                 result = json.load(f)
-        # wall_time_s counts from rank 0's process start; shift it to launch time.
-        offset = timings["process_start_unix"] - t0
+        # wall_time_s counts from rank 0's run context, created after imports and set-up: shift it to launch time.
+        offset = timings["wall_time_zero_unix"] - t0
         return {"rows": rows, "total_s": total, "offset_s": offset, "eval": result}
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
