@@ -68,6 +68,9 @@ def main(argv) -> int:
         runs.append({"seed": rep, "env_steps": last["env_steps"], "updates": last["updates"],
                      "env_steps_per_s": last["env_steps"] / wall,
                      "env_steps_per_s_per_actor": last["env_steps"] / wall / (args.ranks - 1),
+                     # Each actor's own rate (steps it delivered / wall): shows whether one actor lags.
+                     "actor_env_steps_per_s_min": min(last[f"env_steps_actor{r}"] for r in range(1, args.ranks)) / wall,
+                     "actor_env_steps_per_s_max": max(last[f"env_steps_actor{r}"] for r in range(1, args.ranks)) / wall,
                      "updates_per_s": last["updates"] / wall,
                      "launch_to_return_s": time_to_return(run, args.threshold),
                      "eval_return": run["eval"].get("episode_return_mean", float("nan")), "total_s": run["total_s"]})

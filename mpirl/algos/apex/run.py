@@ -146,7 +146,10 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
                 msg["params"], msg["version"] = learner.flat, learner.updates
                 sender.send(0, rank)
 
-    def take(msg):
+    per_actor = {r: 0 for r in world.actor_ranks}  # env steps each actor contributed (bench: per-actor speed)
+
+    def take(source, msg):
+        per_actor[source] += int(msg["steps"])
         rows = transitions(msg)
         learner.replay.add(rows, msg["priority"][msg["valid"].astype(bool)])
         limiter.inserted += len(rows["action"])
@@ -159,7 +162,7 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
     while not done:
         got = rx.poll() if limiter.can_insert() else None
         if got is not None:
-            take(got[1])
+            take(*got)
         if limiter.can_sample(a.batch_size):
             frac = min(1.0, learner.updates / a.beta_anneal_updates)
             metrics = learner.update(a.beta_start + frac * (1.0 - a.beta_start))
@@ -169,13 +172,14 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
         elif got is None:
             got = rx.recv(timeout_s=0.05)  # nothing to do: wait for data without spinning
             if got is not None:
-                take(got[1])
+                take(*got)
         counters["updates"] = learner.updates
         ret_mean = float(np.mean(window)) if window else float("nan")
         threshold = cfg.stop.episode_return_mean
         done = counters["env_steps"] >= cfg.total_env_steps or (
             threshold is not None and len(window) == 100 and ret_mean >= threshold)
-        ctx.log(dict(counters, episode_return_mean=ret_mean, replay_size=len(learner.replay),
+        ctx.log(dict(counters, **{f"env_steps_actor{r}": n for r, n in per_actor.items()},
+                     episode_return_mean=ret_mean, replay_size=len(learner.replay),
                      samples_per_insert=limiter.sampled / max(1, limiter.inserted), **metrics), force=done)
         if ctx.checkpoint_due() and not done:
             ctx.save_checkpoint(learner.state_dict(cfg.checkpoint.replay), counters, {"returns": list(window)},
