@@ -109,6 +109,7 @@ class RunContext:
         self.logger = (MetricsLogger(self.run_dir, self.cfg.log.interval_s, self.cfg.log.tensorboard,
                                      self.cfg.log.progress) if world.is_learner else NullLogger())
         self.restored_extra = {}
+        self.restored_rank_arrays = {}
         self.restored_state, self.restored_counters = self._restore(plan.get("resume"), resume_ckpt)
         self.wall_offset = float(self.restored_counters.get("wall_time_s", 0.0))
 
@@ -126,6 +127,8 @@ class RunContext:
         for name, (shape, dtype) in sorted(head["arrays"].items()):
             buf = np.array(ck.state[name], order="C") if ck is not None else np.empty(shape, dtype=dtype)
             state[name] = self.world.bcast(buf)
+        prefix = f"rank_{self.rank}/"
+        self.restored_rank_arrays = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         mine = head["rng"].get(str(self.rank))
         self.restored_extra = {}
         if mine is not None:
@@ -161,7 +164,7 @@ class RunContext:
         return self.world.is_learner and interval > 0 and time.monotonic() - self._last_ckpt >= interval
 
     def save_checkpoint(self, state: dict, counters: dict, rank_extra: dict | None = None,
-                        collective: bool = True) -> str | None:
+                        collective: bool = True, rank_arrays: dict | None = None) -> str | None:
         """Gather every rank's RNG state (and ``rank_extra``), write the checkpoint on rank 0.
 
         ``state`` and ``counters`` are taken from rank 0; ``rank_extra`` is
@@ -170,10 +173,20 @@ class RunContext:
         ranks at the same point. Asynchronous algorithms call it on rank 0 only
         with ``collective=False``; their actors are reseeded from the base seed,
         rank and env-step count on resume.
+
+        ``rank_arrays`` (collective only): every rank's own named arrays, the
+        same names and shapes on every rank (e.g. per-rank networks of gossip
+        averaging). They are gathered in one buffer and stored as
+        ``rank_<k>/<name>``; on resume rank k finds its own in
+        ``ctx.restored_rank_arrays``.
         """
         doc = capture_rng_state(self.rng)
         doc["extra"] = rank_extra or {}
         rng = self.world.gather_json(doc) if collective else [doc]
+        if rank_arrays is not None:
+            if not collective:
+                raise ValueError("rank_arrays needs a collective checkpoint")
+            state = dict(state, **self._gather_rank_arrays(rank_arrays))
         self._last_ckpt = time.monotonic()
         if not self.world.is_learner:
             return None
@@ -181,6 +194,18 @@ class RunContext:
         return ckpt_io.save(os.path.join(self.run_dir, "checkpoints"), counters["env_steps"], state, counters,
                             dict(enumerate(rng)), self.cfg.algo, self.cfg.env.id, to_dict(self.cfg),
                             to_toml(self.cfg), keep=self.cfg.checkpoint.keep)
+
+    def _gather_rank_arrays(self, arrays: dict) -> dict:
+        from mpirl.comm.buffers import MessageSpec
+
+        spec = MessageSpec({k: (np.shape(v), np.asarray(v).dtype) for k, v in sorted(arrays.items())})
+        msg = spec.allocate()
+        for k, v in arrays.items():
+            msg[k] = v
+        everyone = self.world.gather(msg.buffer)
+        if everyone is None:
+            return {}
+        return {f"rank_{r}/{k}": spec.view(everyone[r])[k].copy() for r in range(self.size) for k in spec.fields}
 
     def finish(self) -> None:
         """Collective: record start-up timings and close the logs."""

@@ -71,12 +71,20 @@ class Message:
         self.views[name][...] = value
 
 
-def _flat_views(module):
-    """One zeroed float32 vector and, per parameter, the view of it shaped like the parameter."""
+def _flat_views(module, out=None):
+    """One float32 vector (zeroed, or ``out``'s leading part) and, per parameter, its view shaped like it."""
     import torch
 
     params = list(module.parameters())
-    flat = torch.zeros(sum(p.numel() for p in params), dtype=torch.float32)
+    n = sum(p.numel() for p in params)
+    if out is None:
+        flat = torch.zeros(n, dtype=torch.float32)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.ndim != 1 or out.size < n \
+                or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a contiguous 1-D float32 array of at least {n} elements")
+        flat = torch.from_numpy(out[:n])
+        flat.zero_()
     views, offset = [], 0
     for p in params:
         views.append((p, flat[offset:offset + p.numel()].view_as(p)))
@@ -98,12 +106,14 @@ def flat_parameters(module):
     return flat.numpy()
 
 
-def flat_gradients(module):
+def flat_gradients(module, out=None):
     """Make every parameter's ``.grad`` a view into one contiguous float32 vector.
 
-    Use ``optimizer.zero_grad(set_to_none=False)`` so the views survive.
+    With ``out`` (a 1-D float32 array), the gradients are the leading part of
+    it, so values appended after them travel in the same collective. Use
+    ``optimizer.zero_grad(set_to_none=False)`` so the views survive.
     """
-    flat, views = _flat_views(module)
+    flat, views = _flat_views(module, out)
     for p, view in views:
         p.grad = view
     return flat.numpy()

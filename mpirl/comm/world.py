@@ -91,6 +91,17 @@ class World:
         wait(self.comm.Iallreduce(MPI.IN_PLACE, _contig(buf), op=mpi_op))
         return buf
 
+    def sendrecv(self, sendbuf: np.ndarray, recvbuf: np.ndarray, peer: int, tag: int = 0) -> np.ndarray:
+        """Exchange buffers with ``peer`` (nonblocking Isend + Irecv, one backoff wait); returns ``recvbuf``.
+
+        Only the two ranks of the pair wait for each other: no global synchronisation.
+        """
+        _contig(sendbuf)
+        _contig(recvbuf)
+        reqs = [self.comm.Irecv(recvbuf, source=peer, tag=tag), self.comm.Isend(sendbuf, dest=peer, tag=tag)]
+        wait_all(reqs)
+        return recvbuf
+
     # ---- rare control messages (JSON, never pickle) ----------------------
     def bcast_json(self, obj=None, root: int = LEARNER):
         """Broadcast a JSON-serialisable object from ``root`` (for rare control messages)."""
