@@ -126,3 +126,15 @@ def test_learner_state_round_trip_continues_identically(prioritized):
     for _ in range(4):
         assert first.update() == second.update()
     np.testing.assert_array_equal(first.flat, second.flat)
+
+
+@pytest.mark.parametrize("doc, cls", [("apex.md", ApexConfig), ("dqn.md", DQNConfig)])
+def test_algorithm_doc_lists_every_key(doc, cls):
+    import dataclasses
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "algorithms", doc)
+    with open(path) as f:
+        text = f.read()
+    missing = [fld.name for fld in dataclasses.fields(cls) if f"| `{fld.name}` |" not in text]
+    assert not missing, f"docs/algorithms/{doc} does not document {missing}"
