@@ -12,6 +12,9 @@ _ALGOS = {
     "dqn": "mpirl.algos.dqn",
     "apex": "mpirl.algos.apex",
     "impala": "mpirl.algos.impala",
+    "a2c": "mpirl.algos.a2c",
+    "a3c": "mpirl.algos.a3c",
+    "gossip_a2c": "mpirl.algos.gossip_a2c",
 }
 
 

@@ -1,0 +1,92 @@
+"""Synchronous A2C wired to the MPI world: every rank acts and learns, one Allreduce per update.
+
+Every rank (rank 0 included) runs ``t_max`` steps in its ``env.num_envs``
+copies with its replica of the network and computes the A2C gradient of that
+unroll. The gradient is the leading part of one float32 buffer; behind it
+each rank appends its step and episode counts, the sum and count of its recent
+returns, rank 0's checkpoint vote, its loss parts, its seconds in MPI calls and
+the fingerprint (CRC-32) of its parameters. One nonblocking Allreduce(SUM) of
+that buffer gives every rank the summed gradient (divided by N: the average)
+and the same control values, so every rank applies the identical optimizer
+step and takes the same stop and checkpoint decisions. The fingerprints check
+that the replicas are bitwise identical before every update (and once after
+the last): a mismatch raises, which aborts the job.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+
+import numpy as np
+import torch
+
+from mpirl.algos.a2c.learner import ActorCriticLearner, make_network, param_fingerprint, replicas_agree
+from mpirl.algos.dqn.actor import make_vec_env
+from mpirl.algos.impala.actor import UnrollActor
+from mpirl.seeding import env_seeds
+
+CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "pg_loss", "value_loss", "entropy",
+        "mpi_s", "fingerprint_hi", "fingerprint_lo")
+
+
+def train(ctx) -> dict:
+    """Run A2C on this rank; returns the (identical) learner state."""
+    a, cfg, world = ctx.agent, ctx.cfg, ctx.world
+    torch.set_num_threads(a.torch_threads)
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
+    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
+    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + counters["env_steps"])
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    n_actions = int(envs.single_action_space.n)
+    n = sum(p.numel() for p in make_network(a, obs_dim, n_actions).parameters())
+    buf = np.zeros(n + len(CTRL), np.float32)
+    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps, grad_out=buf)
+    if ctx.restored_state:
+        learner.load_state_dict(ctx.restored_state)
+    else:
+        world.bcast(learner.flat)  # one initialisation for every replica
+    learner.updates = counters["updates"]
+    actor = UnrollActor(envs, learner.net.actor, a.t_max, ctx.rng)
+    # Per-rank windows summing to about the last 100 episodes of all ranks.
+    window = deque(ctx.restored_extra.get("returns", []), maxlen=math.ceil(100 / world.size))
+    ctrl = buf[n:]
+    mpi_s, size = 0.0, world.size
+    threshold = cfg.stop.episode_return_mean
+    while True:
+        out = actor.unroll()
+        ctx.mark_first_step()
+        window.extend(out["episode_returns"])
+        parts = learner.compute_gradient(out)
+        ctrl[:] = (out["steps"], len(out["episode_returns"]), sum(window), len(window), ctx.checkpoint_due(),
+                   parts["pg_loss"], parts["value_loss"], parts["entropy"], mpi_s, *param_fingerprint(learner.flat))
+        t0 = time.perf_counter()
+        world.allreduce(buf)
+        mpi_s += time.perf_counter() - t0
+        got = dict(zip(CTRL, ctrl.tolist()))
+        if not replicas_agree(ctrl[-2:], param_fingerprint(learner.flat), size):
+            raise RuntimeError(f"rank {ctx.rank}: A2C replicas differ before update {learner.updates + 1}")
+        learner.grad *= np.float32(1.0 / size)
+        counters["env_steps"] += int(got["steps"])
+        counters["episodes"] += int(got["episodes"])
+        stats = learner.apply_gradient(counters["env_steps"])
+        counters["updates"] = learner.updates
+        ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
+        done = counters["env_steps"] >= cfg.total_env_steps or (
+            threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold)
+        wall = ctx.wall_time()
+        ctx.log(dict(counters, episode_return_mean=ret_mean, **stats,
+                     **{k: got[k] / size for k in ("pg_loss", "value_loss", "entropy")},
+                     mpi_time_frac=got["mpi_s"] / size / max(wall, 1e-9), replicas_checked=learner.updates),
+                force=done)
+        if got["checkpoint"] or done:
+            ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)})
+        if done:
+            break
+    # The last update's result: one more (small) fingerprint check, so every update was verified.
+    last = param_fingerprint(learner.flat)
+    world.allreduce(last)
+    if not replicas_agree(last, param_fingerprint(learner.flat), size):
+        raise RuntimeError(f"rank {ctx.rank}: A2C replicas differ after the last update")
+    envs.close()
+    return learner.state_dict()

@@ -1,0 +1,159 @@
+"""A3C (Mnih et al. 2016) in parameter-server form, wired to the MPI world.
+
+Workers (ranks 1..N-1) each own ``env.num_envs`` environment copies and a local
+copy of the network. A worker runs ``t_max`` steps with the parameters it last
+pulled (version v), computes the A2C gradient of that unroll, and sends the
+flat gradient to rank 0 with a nonblocking send from a preallocated buffer;
+then it waits (backoff, no spinning) for the reply.
+
+Rank 0 keeps one receive posted per worker and takes gradients first come, in
+arrival order. For each it applies the gradient with its one optimizer (the
+RMSprop statistics shared by all workers, as in the paper's shared RMSprop),
+and sends the fresh parameters and their version back to that worker only.
+Staleness of a gradient is rank 0's update count when it is applied minus v:
+the updates made from other workers' gradients since the worker's pull.
+
+Shutdown: once rank 0 decides to stop, it answers each worker's next gradient
+(not applied) with a stop flag instead of a new pull; a worker receiving it
+completes its sends and ends. Rank 0 completes its replies, cancels its
+posted receives and writes the final checkpoint.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+import torch
+
+from mpirl.algos.a2c.learner import ActorCriticLearner
+from mpirl.algos.dqn.actor import make_vec_env
+from mpirl.algos.impala.actor import UnrollActor
+from mpirl.comm.buffers import MessageSpec
+from mpirl.comm.p2p import Receiver, Sender
+from mpirl.comm.wait import poll_until
+from mpirl.seeding import env_seeds
+
+TAG_GRAD, TAG_PARAMS = 31, 32
+STATS = ("pg_loss", "value_loss", "entropy", "mpi_s", "wall_s")
+
+
+def gradient_spec(n: int, max_returns: int) -> MessageSpec:
+    """A worker's flat gradient, the version it was computed at, its steps, finished returns and stats."""
+    return MessageSpec({"grad": ((n,), np.float32), "version": ((), np.int64), "steps": ((), np.int64),
+                        "episodes": ((), np.int64), "episode_returns": ((max_returns,), np.float64),
+                        "stats": ((len(STATS),), np.float64)})
+
+
+def params_spec(n: int) -> MessageSpec:
+    """Rank 0's reply: the flat parameters, their version (its update count) and the stop flag."""
+    return MessageSpec({"params": ((n,), np.float32), "version": ((), np.int64), "stop": ((), np.int64)})
+
+
+def train(ctx) -> dict:
+    """Run A3C on this rank; returns the server's state on rank 0."""
+    a, cfg, world = ctx.agent, ctx.cfg, ctx.world
+    torch.set_num_threads(a.torch_threads)
+    torch.manual_seed(int(ctx.rng.integers(2**31)))
+    resumed_steps = int(ctx.restored_counters.get("env_steps", 0))
+    # A resumed run must not replay the first run's environments: offset the seeds by the steps taken.
+    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + resumed_steps)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    n_actions = int(envs.single_action_space.n)
+    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps)
+    specs = gradient_spec(learner.flat.size, a.t_max * cfg.env.num_envs), params_spec(learner.flat.size)
+    if world.is_learner:
+        envs.close()
+        return _serve(ctx, learner, *specs)
+    # Workers get no RNG state of their own from a checkpoint: derive the sampling stream from the steps too.
+    rng = np.random.default_rng([int(ctx.rng.integers(2**31)), resumed_steps])
+    _work(ctx, learner, UnrollActor(envs, learner.net.actor, a.t_max, rng), *specs)
+    envs.close()
+    return {}
+
+
+def _work(ctx, learner, actor, gspec, pspec) -> None:
+    world = ctx.world
+    tx = Sender(world, gspec, TAG_GRAD, slots=1)
+    rx = Receiver(world, pspec, TAG_PARAMS, [0])
+    t0 = time.perf_counter()
+    _, reply = rx.recv()
+    mpi_s = time.perf_counter() - t0
+    start = time.perf_counter()
+    while not int(reply["stop"]):
+        learner.flat[...] = reply["params"]
+        version = int(reply["version"])
+        out = actor.unroll()
+        ctx.mark_first_step()
+        parts = learner.compute_gradient(out)
+        t0 = time.perf_counter()
+        slot = tx.acquire()  # free at once: rank 0 answered, so it has received the previous gradient
+        msg = tx.buffer(slot)
+        rets = out["episode_returns"]
+        msg["grad"], msg["version"], msg["steps"], msg["episodes"] = learner.grad, version, out["steps"], len(rets)
+        msg["episode_returns"][: len(rets)] = rets
+        msg["stats"] = (parts["pg_loss"], parts["value_loss"], parts["entropy"], mpi_s, time.perf_counter() - start)
+        tx.send(slot, 0)
+        _, reply = rx.recv()
+        mpi_s += time.perf_counter() - t0
+    tx.flush()
+    rx.close()
+
+
+def _serve(ctx, learner, gspec, pspec) -> dict:
+    cfg, world = ctx.cfg, ctx.world
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
+    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
+    if ctx.restored_state:
+        learner.load_state_dict(ctx.restored_state)
+    learner.updates = counters["updates"]
+    window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
+    rx = Receiver(world, gspec, TAG_GRAD, world.actor_ranks)
+    replies = {r: Sender(world, pspec, TAG_PARAMS, slots=1) for r in world.actor_ranks}
+    worker_stats = {}
+
+    def reply(rank, stop):
+        sender = replies[rank]
+        slot = sender.acquire()  # the worker has received the previous reply before sending this gradient
+        msg = sender.buffer(slot)
+        msg["params"], msg["version"], msg["stop"] = learner.flat, learner.updates, int(stop)
+        sender.send(slot, rank)
+
+    for r in world.actor_ranks:
+        reply(r, False)
+    threshold = cfg.stop.episode_return_mean
+    metrics, staleness, done, told = {}, [], False, set()
+    while len(told) < world.num_actors:
+        got = rx.poll() or rx.recv(timeout_s=0.05)  # nothing arrived: wait without spinning
+        if got is None:
+            continue
+        rank, msg = got
+        if not done:
+            staleness.append(learner.updates - int(msg["version"]))
+            learner.grad[...] = msg["grad"]
+            counters["env_steps"] += int(msg["steps"])
+            counters["episodes"] += int(msg["episodes"])
+            window.extend(msg["episode_returns"][: int(msg["episodes"])].tolist())
+            metrics = learner.apply_gradient(counters["env_steps"])
+            counters["updates"] = learner.updates
+            worker_stats[rank] = dict(zip(STATS, msg["stats"].tolist()))
+            ret_mean = float(np.mean(window)) if window else float("nan")
+            done = counters["env_steps"] >= cfg.total_env_steps or (
+                threshold is not None and len(window) == 100 and ret_mean >= threshold)
+            row = dict(counters, episode_return_mean=ret_mean, **metrics,
+                       **{k: float(np.mean([s[k] for s in worker_stats.values()]))
+                          for k in ("pg_loss", "value_loss", "entropy")},
+                       mpi_time_frac=float(np.mean([s["mpi_s"] / max(s["wall_s"], 1e-9)
+                                                    for s in worker_stats.values()])),
+                       staleness=float(np.mean(staleness)), staleness_max=float(np.max(staleness)))
+            if ctx.log(row, force=done):
+                staleness = []
+            if ctx.checkpoint_due() and not done:
+                ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
+        if done:
+            told.add(rank)
+        reply(rank, done)
+    poll_until(lambda: all(s.free_slot() is not None for s in replies.values()))
+    rx.close()
+    ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
+    return learner.state_dict()

@@ -1,0 +1,113 @@
+"""Decentralized gossip A2C wired to the MPI world: pairwise parameter averaging, no parameter server.
+
+Every rank (rank 0 included) acts in its ``env.num_envs`` copies and makes its
+own A2C update from its own gradient, with its own optimizer. Every
+``gossip_every`` updates it averages its parameters with the one peer that
+the deterministic schedule of :mod:`mpirl.functional.gossip` gives it for
+that round (hypercube for a power-of-two N, round-robin matchings otherwise):
+the pair swaps flat parameter vectors with a nonblocking Isend/Irecv pair and
+both keep the mean. Only the two ranks of a pair wait for each other.
+
+Every ``stats_every`` updates (a count, so all ranks do it at the same
+update) one Allreduce sums the parameters and the episode statistics, rank
+0's checkpoint vote and the seconds spent in MPI; a second, one-number
+Allreduce sums each rank's distance from the average. These are the only
+global synchronisations: they set the agreed counters, the stop and
+checkpoint decisions, and the consensus distance (mean over ranks of
+||theta_r - mean_r theta_r||). Checkpoints are collective and hold every
+rank's network and optimizer (``rank_<k>/...``); ``net/*`` is rank 0's.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+
+import numpy as np
+import torch
+
+from mpirl.algos.a2c.learner import ActorCriticLearner
+from mpirl.algos.dqn.actor import make_vec_env
+from mpirl.algos.impala.actor import UnrollActor
+from mpirl.functional.gossip import gossip_peer
+from mpirl.seeding import env_seeds
+
+TAG_GOSSIP = 41
+CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "pg_loss", "value_loss", "entropy",
+        "mpi_s")
+
+
+def train(ctx) -> dict:
+    """Run gossip A2C on this rank; returns this rank's learner state (rank 0's is evaluated)."""
+    a, cfg, world = ctx.agent, ctx.cfg, ctx.world
+    torch.set_num_threads(a.torch_threads)
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
+    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
+    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + counters["env_steps"])
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    learner = ActorCriticLearner(a, obs_dim, int(envs.single_action_space.n), cfg.total_env_steps)
+    if ctx.restored_rank_arrays:
+        learner.load_state_dict(ctx.restored_rank_arrays)
+    elif ctx.restored_state:  # resumed at a larger rank count: a new rank starts from rank 0's network
+        learner.load_state_dict(ctx.restored_state)
+    else:
+        world.bcast(learner.flat)  # consensus at the start
+    learner.updates = counters["updates"]
+    actor = UnrollActor(envs, learner.net.actor, a.t_max, ctx.rng)
+    window = deque(ctx.restored_extra.get("returns", []), maxlen=math.ceil(100 / world.size))
+    flat, n, size = learner.flat, learner.flat.size, world.size
+    peer_buf = np.empty_like(flat)
+    stats = np.zeros(n + len(CTRL), np.float64)
+    dist = np.zeros(1, np.float64)
+    steps = episodes = 0
+    parts_sum = np.zeros(3)
+    mpi_s, threshold = 0.0, cfg.stop.episode_return_mean
+    while True:
+        out = actor.unroll()
+        ctx.mark_first_step()
+        window.extend(out["episode_returns"])
+        steps += out["steps"]
+        episodes += len(out["episode_returns"])
+        parts = learner.compute_gradient(out)
+        parts_sum += (parts["pg_loss"], parts["value_loss"], parts["entropy"])
+        # Between global reductions the step count is this rank's share times N (for the lr schedule only).
+        metrics = learner.apply_gradient(counters["env_steps"] + steps * size)
+        k = learner.updates
+        if k % a.gossip_every == 0:
+            peer = gossip_peer(ctx.rank, size, k // a.gossip_every)
+            if peer is not None:
+                t0 = time.perf_counter()
+                world.sendrecv(flat, peer_buf, peer, TAG_GOSSIP)
+                mpi_s += time.perf_counter() - t0
+                flat += peer_buf  # both ranks compute (a + b) / 2: the pair agrees bitwise
+                flat *= np.float32(0.5)
+        if k % a.stats_every:
+            continue
+        stats[:n] = flat
+        stats[n:] = (steps, episodes, sum(window), len(window), ctx.checkpoint_due(), *parts_sum, mpi_s)
+        t0 = time.perf_counter()
+        world.allreduce(stats)
+        dist[0] = np.linalg.norm(flat - stats[:n] / size)
+        world.allreduce(dist)
+        mpi_s += time.perf_counter() - t0
+        got = dict(zip(CTRL, stats[n:].tolist()))
+        counters["env_steps"] += int(got["steps"])
+        counters["episodes"] += int(got["episodes"])
+        counters["updates"] = k
+        steps = episodes = 0
+        per_update = size * a.stats_every
+        ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
+        done = counters["env_steps"] >= cfg.total_env_steps or (
+            threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold)
+        ctx.log(dict(counters, episode_return_mean=ret_mean, **metrics, consensus_distance=dist[0] / size,
+                     pg_loss=got["pg_loss"] / per_update, value_loss=got["value_loss"] / per_update,
+                     entropy=got["entropy"] / per_update,
+                     mpi_time_frac=got["mpi_s"] / size / max(ctx.wall_time(), 1e-9)), force=done)
+        parts_sum[:] = 0.0
+        if got["checkpoint"] or done:
+            ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)},
+                                rank_arrays=learner.state_dict())
+        if done:
+            break
+    envs.close()
+    return learner.state_dict()
