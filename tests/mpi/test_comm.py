@@ -406,6 +406,39 @@ def test_synchronous_sender_waits_for_the_receiver_even_under_the_eager_limit(wo
 
 
 @pytest.mark.mpi(min_size=2)
+def test_receiver_serves_ready_sources_in_turn(world):
+    """With every actor's messages waiting, no actor is served twice before each ready one was served once."""
+    import time
+
+    from mpirl.comm.p2p import Receiver, Sender
+
+    spec = MessageSpec({"src": ((), "i4")})
+    count, tag = 8, 15
+    if not world.is_learner:
+        tx = Sender(world, spec, tag, slots=count)
+        for slot in range(count):
+            tx.buffer(slot)["src"] = world.rank
+            tx.send(slot, 0)
+    world.barrier()
+    if world.is_learner:
+        time.sleep(0.3)  # let every actor's (eager) messages reach rank 0 before it posts receives
+        rx = Receiver(world, spec, tag, world.actor_ranks)
+        order = []
+        for _ in range(count * world.num_actors):
+            got = rx.recv(timeout_s=30)
+            assert got is not None
+            order.append(got[0])
+        first_round = order[:world.num_actors]
+        # Testany alone reports the lowest ready index: rank 1 would take its 8 messages first.
+        assert sorted(first_round) == world.actor_ranks, order
+        assert sorted(order) == sorted(world.actor_ranks * count)
+        rx.close()
+    else:
+        assert tx.flush(timeout_s=30)
+    world.barrier()
+
+
+@pytest.mark.mpi(min_size=2)
 def test_receiver_timeout_and_close(world):
     from mpirl.comm.p2p import Receiver
 
