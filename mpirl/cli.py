@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("checkpoint")
 
     b = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    b.add_argument("what", choices=["comm", "tabular", "startup", "apex", "actor_critic"])
+    b.add_argument("what", choices=["comm", "tabular", "startup", "apex", "impala", "actor_critic"])
     b.add_argument("args", nargs=argparse.REMAINDER)
     return p
 

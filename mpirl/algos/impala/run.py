@@ -120,12 +120,14 @@ def _learn(ctx, learner, spec) -> dict:
                 msg["params"], msg["version"] = params, learner.updates
                 sender.send(0, rank)
 
+    per_actor = {r: 0 for r in world.actor_ranks}  # env steps each actor delivered (bench: per-actor speed)
     publish()
     metrics, lags, done = {}, [], False
     while not done:
         got = rx.poll() or rx.recv(timeout_s=0.05)  # no unroll ready: wait for one without spinning
         if got is not None:
-            msg = got[1]
+            source, msg = got
+            per_actor[source] += int(msg["steps"])
             counters["env_steps"] += int(msg["steps"])
             counters["episodes"] += int(msg["episodes"])
             window.extend(msg["episode_returns"][: int(msg["episodes"])].tolist())
@@ -140,7 +142,8 @@ def _learn(ctx, learner, spec) -> dict:
         threshold = cfg.stop.episode_return_mean
         done = counters["env_steps"] >= cfg.total_env_steps or (
             threshold is not None and len(window) == 100 and ret_mean >= threshold)
-        row = dict(counters, episode_return_mean=ret_mean, **metrics)
+        row = dict(counters, **{f"env_steps_actor{r}": n for r, n in per_actor.items()},
+                   episode_return_mean=ret_mean, **metrics)
         if lags:
             row["policy_lag"] = float(np.mean(lags))
         if ctx.log(row, force=done):

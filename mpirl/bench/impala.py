@@ -1,0 +1,91 @@
+"""`mpirl bench impala`: IMPALA on CartPole at several rank counts, against the single-process ceiling.
+
+For each rank count N (default 2, 3, 5) runs ``mpirun -n N mpirl train
+jobs/cartpole_impala.toml`` ``--repeats`` times (seeds 0..R-1) and reports
+medians of: total env steps/s, per-actor env steps/s (each actor's delivered
+steps over the wall time), learner updates/s, mean policy lag, launch to a
+training return mean of 450, greedy eval. The ceiling is measured first, in
+this process: one actor of the same job (same environments, same network and
+action sampling) stepping alone on one core with nothing to send. Writes
+``impala.csv``/``impala.json`` under ``--out-dir``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from mpirl.bench.output import write_csv_json
+from mpirl.bench.runs import launch, time_to_return
+
+
+def ceiling(job: str, seconds: float = 3.0) -> float:
+    """Env steps/s of one actor of ``job`` alone in this process: the same unrolls, no MPI."""
+    import torch
+
+    from mpirl.algos.dqn.actor import make_vec_env
+    from mpirl.algos.impala.actor import UnrollActor
+    from mpirl.algos.impala.learner import make_network
+    from mpirl.config import load_job
+
+    cfg = load_job(job)
+    a = cfg.agent
+    torch.set_num_threads(a.torch_threads)
+    envs = make_vec_env(cfg.env, 0)
+    net = make_network(a, int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n))
+    actor = UnrollActor(envs, net.actor, a.unroll_length, np.random.default_rng(0))
+    actor.unroll()  # warm-up
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        steps += actor.unroll()["steps"]
+    rate = steps / (time.perf_counter() - t0)
+    envs.close()
+    return rate
+
+
+def main(argv) -> int:
+    """Run the IMPALA benchmark; prints a table and writes CSV/JSON."""
+    p = argparse.ArgumentParser(prog="mpirl bench impala")
+    p.add_argument("--job", default="jobs/cartpole_impala.toml")
+    p.add_argument("--ranks", type=int, nargs="+", default=[2, 3, 5])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threshold", type=float, default=450.0)
+    p.add_argument("--out-dir", default="docs/benchmarks")
+    p.add_argument("--set", action="append", default=[], help="extra overrides for the runs")
+    args = p.parse_args(argv)
+    ceil = ceiling(args.job)
+    print(f"ceiling: one actor alone, no MPI: {ceil:,.0f} env steps/s")
+    runs = []
+    for n in args.ranks:
+        for rep in range(args.repeats):
+            run = launch(args.job, n, [f"seed={rep}", *args.set])
+            rows = run["rows"]
+            last = rows[-1]
+            wall = last["wall_time_s"]
+            per_actor = [last[f"env_steps_actor{r}"] / wall for r in range(1, n)]
+            lags = [r["policy_lag"] for r in rows if isinstance(r.get("policy_lag"), float) and r["policy_lag"] == r["policy_lag"]]
+            runs.append({"ranks": n, "seed": rep, "env_steps": last["env_steps"], "updates": last["updates"],
+                         "env_steps_per_s": last["env_steps"] / wall,
+                         "actor_env_steps_per_s": statistics.median(per_actor),
+                         "actor_fraction_of_ceiling": statistics.median(per_actor) / ceil,
+                         "updates_per_s": last["updates"] / wall,
+                         "policy_lag": statistics.mean(lags) if lags else float("nan"),
+                         "launch_to_return_s": time_to_return(run, args.threshold),
+                         "eval_return": run["eval"].get("episode_return_mean", float("nan")),
+                         "total_s": run["total_s"]})
+            print(json.dumps(runs[-1]), flush=True)
+    keys = [k for k in runs[0] if k not in ("ranks", "seed")]
+    summary = {}
+    print(f"\nIMPALA, {args.job}, median of {args.repeats} seeds; ceiling {ceil:,.0f} env steps/s per actor")
+    print(f"{'ranks':>6} " + " ".join(f"{k:>22}" for k in keys))
+    for n in args.ranks:
+        med = {k: statistics.median(r[k] for r in runs if r["ranks"] == n) for k in keys}
+        summary[str(n)] = med
+        print(f"{n:>6} " + " ".join(f"{v:>22,.2f}" for v in med.values()))
+    write_csv_json(args.out_dir, "impala", runs, ["ranks", "seed"] + keys,
+                   {"summary": summary, "ceiling_env_steps_per_s": ceil, "runs": runs, "job": args.job,
+                    "date": time.strftime("%Y-%m-%d")})
+    return 0
