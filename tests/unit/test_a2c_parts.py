@@ -230,3 +230,19 @@ def test_learner_gradient_is_the_loss_gradient_and_state_round_trips():
     other.load_state_dict(learner.state_dict())
     np.testing.assert_array_equal(other.flat, learner.flat)
     assert int(other.state_dict()["optim/state/0/step"]) == 1
+
+
+@pytest.mark.parametrize("hidden", [[64, 64], [8], [5, 7, 9]])
+def test_state_shapes_match_the_network_without_building_it(hidden):
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+
+    from mpirl.algos.a2c import state_shapes
+    from mpirl.algos.a2c.learner import make_network
+
+    a = A2CConfig(hidden=hidden)
+    env = gym.make("Acrobot-v1")
+    cfg = SimpleNamespace(agent=a)
+    net = make_network(a, 6, 3)
+    assert state_shapes(cfg, env) == {f"net/{k}": tuple(v.shape) for k, v in net.state_dict().items()}

@@ -32,11 +32,20 @@ def _dims(env):
 
 
 def state_shapes(cfg, env) -> dict:
-    """Shapes of the network's tensors, which a resumed checkpoint must match."""
-    from mpirl.algos.a2c.learner import make_network
+    """Shapes of the network's tensors, which a resumed checkpoint must match.
 
-    net = make_network(cfg.agent, *_dims(env))
-    return {f"net/{k}": tuple(v.shape) for k, v in net.state_dict().items()}
+    Computed from the layer sizes of ``ActorCritic`` (Linear layers at even
+    indices of each MLP) without building it: validation on rank 0 then does
+    not import torch while the other ranks wait for its verdict.
+    """
+    obs_dim, n_actions = _dims(env)
+    shapes = {}
+    for head, out in (("actor", n_actions), ("critic", 1)):
+        sizes = [obs_dim, *cfg.agent.hidden, out]
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            shapes[f"net/{head}.{2 * i}.weight"] = (b, a)
+            shapes[f"net/{head}.{2 * i}.bias"] = (b,)
+    return shapes
 
 
 def greedy_policy(state: dict, cfg):
