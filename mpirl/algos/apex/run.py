@@ -25,8 +25,7 @@ from mpirl.algos.dqn.actor import VectorActor, make_vec_env
 from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
 from mpirl.algos.dqn.messages import fill_trajectory, trajectory_spec, transitions
 from mpirl.comm.buffers import MessageSpec, flat_parameters
-from mpirl.comm.p2p import Receiver, Sender, send_shutdown, shutdown_requested
-from mpirl.comm.wait import poll_until
+from mpirl.comm.p2p import Receiver, Sender, say_goodbye, shutdown_actors, shutdown_requested
 from mpirl.replay import PrioritizedReplay
 from mpirl.seeding import env_seeds
 
@@ -118,11 +117,7 @@ def _act(ctx, actor, flat, traj_spec, weights_spec) -> None:
         msg["priority"] = actor.priorities(out)
         tx.send(slot, 0)
         stop = stop or shutdown_requested(world, 0)
-    tx.flush()
-    bye = Sender(world, MessageSpec({"rank": ((), np.int64)}), TAG_BYE, slots=1)
-    bye.buffer(0)["rank"] = world.rank
-    bye.send(0, 0)
-    bye.flush()
+    say_goodbye(world, tx, TAG_BYE)
     weights.close()
 
 
@@ -185,27 +180,7 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
             ctx.save_checkpoint(learner.state_dict(cfg.checkpoint.replay), counters, {"returns": list(window)},
                                 collective=False)
 
-    # Shutdown: complete the weight sends, tell the actors, drain their data until each says goodbye.
-    def weights_delivered():
-        rx.poll()  # actors blocked on a full send pool must be able to move on
-        return all(s.free_slot() is not None for s in pubs.values())
-
-    poll_until(weights_delivered)
-    for r in world.actor_ranks:
-        send_shutdown(world, r)
-    byes = Receiver(world, MessageSpec({"rank": ((), np.int64)}), TAG_BYE, world.actor_ranks)
-    left = set(world.actor_ranks)
-
-    def drained():
-        rx.poll()
-        got = byes.poll()
-        if got is not None:
-            left.discard(got[0])
-        return not left
-
-    poll_until(drained)
-    rx.close()
-    byes.close()
+    shutdown_actors(world, rx, pubs, TAG_BYE)
     ctx.save_checkpoint(learner.state_dict(cfg.checkpoint.replay), counters, {"returns": list(window)},
                         collective=False)
     return learner.state_dict(with_replay=False)

@@ -31,13 +31,11 @@ from mpirl.algos.dqn.actor import make_vec_env
 from mpirl.algos.impala.actor import UnrollActor
 from mpirl.algos.impala.learner import ImpalaLearner, make_network
 from mpirl.algos.impala.messages import UnrollBatch, fill_unroll, unroll_spec, weights_spec
-from mpirl.comm.buffers import MessageSpec, flat_parameters
-from mpirl.comm.p2p import Receiver, Sender, send_shutdown, shutdown_requested
-from mpirl.comm.wait import poll_until
+from mpirl.comm.buffers import flat_parameters
+from mpirl.comm.p2p import Receiver, Sender, say_goodbye, shutdown_actors, shutdown_requested
 from mpirl.seeding import env_seeds
 
 TAG_UNROLL, TAG_WEIGHTS, TAG_BYE = 21, 22, 23
-_BYE = MessageSpec({"rank": ((), np.int64)})
 
 
 def train(ctx) -> dict:
@@ -91,11 +89,7 @@ def _act(ctx, actor, flat, spec) -> None:
         fill_unroll(tx.buffer(slot), out, version)
         tx.send(slot, 0)
         stop = stop or shutdown_requested(world, 0)
-    tx.flush()
-    bye = Sender(world, _BYE, TAG_BYE, slots=1)
-    bye.buffer(0)["rank"] = world.rank
-    bye.send(0, 0)
-    bye.flush()
+    say_goodbye(world, tx, TAG_BYE)
     weights.close()
 
 
@@ -151,26 +145,6 @@ def _learn(ctx, learner, spec) -> dict:
         if ctx.checkpoint_due() and not done:
             ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
 
-    # Shutdown: complete the weight sends, tell the actors, drop their unrolls until each says goodbye.
-    def weights_delivered():
-        rx.poll()  # actors blocked on a full send pool must be able to move on
-        return all(s.free_slot() is not None for s in pubs.values())
-
-    poll_until(weights_delivered)
-    for r in world.actor_ranks:
-        send_shutdown(world, r)
-    byes = Receiver(world, _BYE, TAG_BYE, world.actor_ranks)
-    left = set(world.actor_ranks)
-
-    def drained():
-        rx.poll()
-        got = byes.poll()
-        if got is not None:
-            left.discard(got[0])
-        return not left
-
-    poll_until(drained)
-    rx.close()
-    byes.close()
+    shutdown_actors(world, rx, pubs, TAG_BYE)
     ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
     return learner.state_dict()
