@@ -34,6 +34,8 @@ def train(ctx) -> dict:
     """Run A2C on this rank; returns the (identical) learner state."""
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
     torch.set_num_threads(a.torch_threads)
+    # torch may be imported after RunContext seeded the globals: seed it here (rank 0's init is broadcast).
+    torch.manual_seed(int(ctx.rng.integers(2**31)))
     counters = {"env_steps": 0, "updates": 0, "episodes": 0}
     counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
     envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + counters["env_steps"])

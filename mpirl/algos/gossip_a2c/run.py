@@ -15,7 +15,9 @@ Allreduce sums each rank's distance from the average. These are the only
 global synchronisations: they set the agreed counters, the stop and
 checkpoint decisions, and the consensus distance (mean over ranks of
 ||theta_r - mean_r theta_r||). Checkpoints are collective and hold every
-rank's network and optimizer (``rank_<k>/...``); ``net/*`` is rank 0's.
+rank's network and optimizer (``rank_<k>/...``, what each rank resumes
+from); ``net/*``, the network evaluated, is the average of the ranks'
+networks from that same reduction (no extra communication).
 """
 from __future__ import annotations
 
@@ -38,9 +40,11 @@ CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "pg_los
 
 
 def train(ctx) -> dict:
-    """Run gossip A2C on this rank; returns this rank's learner state (rank 0's is evaluated)."""
+    """Run gossip A2C on this rank; returns the state with the ranks' average network (evaluated on rank 0)."""
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
     torch.set_num_threads(a.torch_threads)
+    # torch may be imported after RunContext seeded the globals: seed it here (rank 0's init is broadcast).
+    torch.manual_seed(int(ctx.rng.integers(2**31)))
     counters = {"env_steps": 0, "updates": 0, "episodes": 0}
     counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
     envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + counters["env_steps"])
@@ -105,9 +109,18 @@ def train(ctx) -> dict:
                      mpi_time_frac=got["mpi_s"] / size / max(ctx.wall_time(), 1e-9)), force=done)
         parts_sum[:] = 0.0
         if got["checkpoint"] or done:
-            ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)},
-                                rank_arrays=learner.state_dict())
+            mean_state = _with_params(learner, stats[:n] / size)
+            ctx.save_checkpoint(mean_state, counters, {"returns": list(window)}, rank_arrays=learner.state_dict())
         if done:
             break
     envs.close()
-    return learner.state_dict()
+    return mean_state
+
+
+def _with_params(learner, params) -> dict:
+    """The learner's state with ``params`` (the ranks' average) as its network."""
+    own = learner.flat.copy()
+    learner.flat[...] = params
+    state = learner.state_dict()  # copies
+    learner.flat[...] = own
+    return state
