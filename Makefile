@@ -8,7 +8,7 @@ JOB ?= jobs/frozenlake_q.toml
 # pytest under mpirun: no cache (ranks would race on it), quiet, only the MPI-marked tests.
 MPI_PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
 
-.PHONY: run test install install-test bench clean
+.PHONY: run test install install-test bench clean shellcheck
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,19 @@ install-test: $(VENV)/.installed-test
 run: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" mpirun -n $(NP) mpirl train $(JOB)
 
-test: $(VENV)/.installed-test
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -p no:cacheprovider tests
+# tests/slurm starts a one-node SLURM cluster itself (root: installs slurm-wlm and munge with apt-get) and
+# is skipped with its reason otherwise; -rs prints the reasons of skipped tests.
+test: $(VENV)/.installed-test shellcheck
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests
 	PATH="$(abspath $(BIN)):$$PATH" MPIEXEC_TIMEOUT=600 mpirun -n 2 $(MPI_PYTEST)
 	PATH="$(abspath $(BIN)):$$PATH" MPIEXEC_TIMEOUT=600 mpirun -n 4 $(MPI_PYTEST)
+
+# shellcheck lints the slurm/ templates (tests/unit/test_slurm_templates.py); installed with apt-get as root.
+shellcheck:
+	@command -v shellcheck >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q shellcheck >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q shellcheck >/dev/null 2>&1; }; }; } || \
+	  echo "make test: shellcheck not installed (not root or apt-get failed): the template lint test will skip"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -84,6 +84,9 @@ def train(args) -> int:
     from mpirl.comm import get_world
     from mpirl.comm.world import install_abort_on_exception
 
+    from mpirl import signals
+
+    signals.install()  # SIGUSR1/SIGTERM: checkpoint and stop (see mpirl/signals.py), before MPI starts
     world = get_world()
     install_abort_on_exception()
     from mpirl.run import prepare
@@ -115,7 +118,21 @@ def _train_validated(world, plan, resume_ckpt, args) -> int:
     ctx = RunContext(world, plan, resume_ckpt)
     algo = get_algo(ctx.cfg.algo)
     state = algo.train(ctx)
+    # Did the run stop on a signal? Rank 0's view (it decided the stop) is the agreed one.
+    stopped = world.bcast_json(ctx.stop_requested())
     ctx.finish()
+    if stopped:
+        from mpirl import signals
+
+        if world.is_learner:
+            ctx.logger.message(f"mpirl: stopped by a signal at env step {ctx.last_counters.get('env_steps')}; "
+                               f"checkpoint written; resume with: mpirl train --resume --run-dir {ctx.run_dir}")
+            with open(os.path.join(ctx.run_dir, "stopped.json"), "w") as f:
+                json.dump({"signal": signals.received(), "env_steps": ctx.last_counters.get("env_steps"),
+                           "exit_status": signals.EXIT_STOPPED,
+                           "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT")}, f)
+        world.barrier()
+        return signals.EXIT_STOPPED
     if world.is_learner:
         ctx.logger.message(f"mpirl: run directory {ctx.run_dir}")
         if not args.no_eval:

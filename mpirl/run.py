@@ -110,6 +110,10 @@ class RunContext:
                                      self.cfg.log.progress) if world.is_learner else NullLogger())
         self.restored_extra = {}
         self.restored_rank_arrays = {}
+        self.last_counters: dict = {}  # the counters of the newest checkpoint this run wrote
+        if os.environ.get("SLURM_JOB_ID"):
+            self.logger.message(f"mpirl: SLURM job {os.environ['SLURM_JOB_ID']}, "
+                                f"SLURM_RESTART_COUNT={os.environ.get('SLURM_RESTART_COUNT', '0')}")
         self.restored_state, self.restored_counters = self._restore(plan.get("resume"), resume_ckpt)
         self.wall_offset = float(self.restored_counters.get("wall_time_s", 0.0))
 
@@ -157,6 +161,18 @@ class RunContext:
         row.setdefault("wall_time_s", self.wall_time())
         return self.logger.log(row, force)
 
+    # ---- stopping -------------------------------------------------------
+    def stop_requested(self) -> bool:
+        """Rank 0's vote to stop now because SIGUSR1/SIGTERM arrived (False elsewhere).
+
+        Algorithms add it to their stop decision, which they already make agreed
+        (reduced, broadcast, or sent as shutdown from rank 0); the run then writes
+        its final checkpoint and exits with ``mpirl.signals.EXIT_STOPPED``.
+        """
+        from mpirl import signals
+
+        return self.world.is_learner and signals.requested()
+
     # ---- checkpoints ----------------------------------------------------
     def checkpoint_due(self) -> bool:
         """Rank 0's vote for a checkpoint now (False elsewhere); algorithms agree on it in their sync."""
@@ -191,6 +207,7 @@ class RunContext:
         if not self.world.is_learner:
             return None
         counters = dict(counters, wall_time_s=self.wall_time())
+        self.last_counters = counters
         return ckpt_io.save(os.path.join(self.run_dir, "checkpoints"), counters["env_steps"], state, counters,
                             dict(enumerate(rng)), self.cfg.algo, self.cfg.env.id, to_dict(self.cfg),
                             to_toml(self.cfg), keep=self.cfg.checkpoint.keep)

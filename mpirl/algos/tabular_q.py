@@ -155,21 +155,21 @@ def train(ctx) -> dict:
         # One Allreduce: table changes, visit counts and control values.
         buf[:q.size] = (q - q_sync).ravel()
         buf[q.size:2 * q.size] = local_n.ravel()
-        buf[2 * q.size:] = (steps, episodes, sum(window), len(window), float(ctx.checkpoint_due()), 0.0)
+        buf[2 * q.size:] = (steps, episodes, sum(window), len(window), float(ctx.checkpoint_due()), float(ctx.stop_requested()))
         world.allreduce(buf)
         delta = buf[:q.size].reshape(q.shape)
         q[...] = q_sync + (delta if a.combine == "sum" else delta / world.size)
         q_sync[...] = q
         visits += buf[q.size:2 * q.size].reshape(q.shape)
         local_n[...] = 0
-        g_steps, g_eps, ret_sum, ret_cnt, ckpt_vote, _ = buf[2 * q.size:]
+        g_steps, g_eps, ret_sum, ret_cnt, ckpt_vote, stop_vote = buf[2 * q.size:]
         counters["env_steps"] += int(g_steps)
         counters["episodes"] += int(g_eps)
         counters["updates"] += 1
         ret_mean = ret_sum / ret_cnt if ret_cnt else float("nan")
 
         done = counters["env_steps"] >= target_steps or (
-            threshold is not None and counters["episodes"] >= 100 and ret_mean >= threshold)
+            threshold is not None and counters["episodes"] >= 100 and ret_mean >= threshold) or stop_vote > 0
         ctx.log(dict(counters, episode_return_mean=ret_mean, epsilon=epsilon(a, rank_steps)), force=done)
         if ckpt_vote or done:
             extra_now = {"rank_steps": rank_steps, "returns": list(window),

@@ -26,7 +26,7 @@ from mpirl.algos.dqn.actor import make_vec_env
 from mpirl.algos.impala.actor import UnrollActor
 from mpirl.seeding import env_seeds
 
-CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "pg_loss", "value_loss", "entropy",
+CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "stop", "pg_loss", "value_loss", "entropy",
         "mpi_s", "fingerprint_hi", "fingerprint_lo")
 
 
@@ -61,7 +61,7 @@ def train(ctx) -> dict:
         window.extend(out["episode_returns"])
         parts = learner.compute_gradient(out)
         ctrl[:] = (out["steps"], len(out["episode_returns"]), sum(window), len(window), ctx.checkpoint_due(),
-                   parts["pg_loss"], parts["value_loss"], parts["entropy"], mpi_s, *param_fingerprint(learner.flat))
+                   ctx.stop_requested(), parts["pg_loss"], parts["value_loss"], parts["entropy"], mpi_s, *param_fingerprint(learner.flat))
         t0 = time.perf_counter()
         world.allreduce(buf)
         mpi_s += time.perf_counter() - t0
@@ -75,7 +75,7 @@ def train(ctx) -> dict:
         counters["updates"] = learner.updates
         ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
         done = counters["env_steps"] >= cfg.total_env_steps or (
-            threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold)
+            threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold) or got["stop"] > 0
         wall = ctx.wall_time()
         ctx.log(dict(counters, episode_return_mean=ret_mean, **stats,
                      **{k: got[k] / size for k in ("pg_loss", "value_loss", "entropy")},

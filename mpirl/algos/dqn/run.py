@@ -86,7 +86,7 @@ def train(ctx) -> dict:
             ret_mean = float(np.mean(window)) if window else float("nan")
             threshold = cfg.stop.episode_return_mean
             done = counters["env_steps"] >= cfg.total_env_steps or (
-                threshold is not None and len(window) == 100 and ret_mean >= threshold)
+                threshold is not None and len(window) == 100 and ret_mean >= threshold) or ctx.stop_requested()
             weights["ctrl"] = (done, ctx.checkpoint_due(), counters["env_steps"], counters["updates"],
                                counters["episodes"])
             ctx.log(dict(counters, episode_return_mean=ret_mean, epsilon=epsilon(a, counters["env_steps"]),

@@ -35,7 +35,7 @@ from mpirl.functional.gossip import gossip_peer
 from mpirl.seeding import env_seeds
 
 TAG_GOSSIP = 41
-CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "pg_loss", "value_loss", "entropy",
+CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "stop", "pg_loss", "value_loss", "entropy",
         "mpi_s")
 
 
@@ -88,7 +88,8 @@ def train(ctx) -> dict:
         if k % a.stats_every:
             continue
         stats[:n] = flat
-        stats[n:] = (steps, episodes, sum(window), len(window), ctx.checkpoint_due(), *parts_sum, mpi_s)
+        stats[n:] = (steps, episodes, sum(window), len(window), ctx.checkpoint_due(), ctx.stop_requested(),
+                     *parts_sum, mpi_s)
         t0 = time.perf_counter()
         world.allreduce(stats)
         dist[0] = np.linalg.norm(flat - stats[:n] / size)
@@ -102,7 +103,7 @@ def train(ctx) -> dict:
         per_update = size * a.stats_every
         ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
         done = counters["env_steps"] >= cfg.total_env_steps or (
-            threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold)
+            threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold) or got["stop"] > 0
         ctx.log(dict(counters, episode_return_mean=ret_mean, **metrics, consensus_distance=dist[0] / size,
                      pg_loss=got["pg_loss"] / per_update, value_loss=got["value_loss"] / per_update,
                      entropy=got["entropy"] / per_update,

@@ -135,7 +135,7 @@ def _learn(ctx, learner, spec) -> dict:
         ret_mean = float(np.mean(window)) if window else float("nan")
         threshold = cfg.stop.episode_return_mean
         done = counters["env_steps"] >= cfg.total_env_steps or (
-            threshold is not None and len(window) == 100 and ret_mean >= threshold)
+            threshold is not None and len(window) == 100 and ret_mean >= threshold) or ctx.stop_requested()
         row = dict(counters, **{f"env_steps_actor{r}": n for r, n in per_actor.items()},
                    episode_return_mean=ret_mean, **metrics)
         if lags:
