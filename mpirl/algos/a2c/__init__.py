@@ -5,10 +5,8 @@ shared with `a3c` and `gossip_a2c`, which learn the same network.
 """
 from __future__ import annotations
 
-import numpy as np
-
+from mpirl.algos._mlp_contract import argmax_policy, check_box_discrete, dims
 from mpirl.algos.a2c.config import A2CConfig as Config
-from mpirl.errors import ConfigError
 
 __all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
 
@@ -17,18 +15,7 @@ MIN_RANKS = 1
 
 def check_env(cfg, env) -> None:
     """An MLP policy over a categorical distribution needs a Box observation space and Discrete actions."""
-    from gymnasium import spaces
-
-    if not isinstance(env.observation_space, spaces.Box):
-        raise ConfigError(f"algo {cfg.algo!r} needs a Box observation space; env {cfg.env.id!r} has "
-                          f"{env.observation_space} (key 'env.id')")
-    if not isinstance(env.action_space, spaces.Discrete):
-        raise ConfigError(f"algo {cfg.algo!r} needs a Discrete action space; env {cfg.env.id!r} has "
-                          f"{env.action_space} (key 'env.id')")
-
-
-def _dims(env):
-    return int(np.prod(env.observation_space.shape)), int(env.action_space.n)
+    check_box_discrete(cfg, env)
 
 
 def state_shapes(cfg, env) -> dict:
@@ -38,7 +25,7 @@ def state_shapes(cfg, env) -> dict:
     indices of each MLP) without building it: validation on rank 0 then does
     not import torch while the other ranks wait for its verdict.
     """
-    obs_dim, n_actions = _dims(env)
+    obs_dim, n_actions = dims(env)
     shapes = {}
     for head, out in (("actor", n_actions), ("critic", 1)):
         sizes = [obs_dim, *cfg.agent.hidden, out]
@@ -50,23 +37,9 @@ def state_shapes(cfg, env) -> dict:
 
 def greedy_policy(state: dict, cfg):
     """The most probable action of a checkpoint's policy network (``net/*``)."""
-    import torch
-
     from mpirl.algos.a2c.learner import make_network
-    from mpirl.envs import make_env
-    from mpirl.torch_state import load_module_arrays
 
-    probe = make_env(cfg.env)
-    net = make_network(cfg.agent, *_dims(probe))
-    probe.close()
-    load_module_arrays("net", net, state)
-    net.eval()
-
-    def policy(obs):
-        with torch.no_grad():
-            return int(net.actor(torch.as_tensor(np.asarray(obs, np.float32).reshape(1, -1))).argmax())
-
-    return policy
+    return argmax_policy(state, cfg, make_network, "net", head=lambda net: net.actor)
 
 
 def train(ctx):

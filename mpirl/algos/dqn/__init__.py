@@ -1,57 +1,32 @@
 """Synchronous distributed DQN (`algo = "dqn"`): see run.py for the message flow."""
 from __future__ import annotations
 
-import numpy as np
-
+from mpirl.algos._mlp_contract import argmax_policy, check_box_discrete, dims
 from mpirl.algos.dqn.config import DQNConfig as Config
-from mpirl.errors import ConfigError
+
+__all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
 
 MIN_RANKS = 2
 
 
 def check_env(cfg, env) -> None:
     """Q-learning with an MLP needs a flat Box observation space and Discrete actions."""
-    from gymnasium import spaces
-
-    if not isinstance(env.observation_space, spaces.Box):
-        raise ConfigError(f"algo {cfg.algo!r} needs a Box observation space; env {cfg.env.id!r} has "
-                          f"{env.observation_space} (key 'env.id')")
-    if not isinstance(env.action_space, spaces.Discrete):
-        raise ConfigError(f"algo {cfg.algo!r} needs a Discrete action space; env {cfg.env.id!r} has "
-                          f"{env.action_space} (key 'env.id')")
-
-
-def _dims(env):
-    return int(np.prod(env.observation_space.shape)), int(env.action_space.n)
+    check_box_discrete(cfg, env)
 
 
 def state_shapes(cfg, env) -> dict:
     """Shapes of the online network's tensors, which a resumed checkpoint must match."""
     from mpirl.algos.dqn.learner import make_network
 
-    net = make_network(cfg.agent, *_dims(env))
+    net = make_network(cfg.agent, *dims(env))
     return {f"online/{k}": tuple(v.shape) for k, v in net.state_dict().items()}
 
 
 def greedy_policy(state: dict, cfg):
     """The greedy policy of a checkpoint's online network."""
-    import torch
-
     from mpirl.algos.dqn.learner import make_network
-    from mpirl.envs import make_env
-    from mpirl.torch_state import load_module_arrays
 
-    probe = make_env(cfg.env)
-    net = make_network(cfg.agent, *_dims(probe))
-    probe.close()
-    load_module_arrays("online", net, state)
-    net.eval()
-
-    def policy(obs):
-        with torch.no_grad():
-            return int(net(torch.as_tensor(np.asarray(obs, np.float32).reshape(1, -1))).argmax())
-
-    return policy
+    return argmax_policy(state, cfg, make_network, "online")
 
 
 def train(ctx):

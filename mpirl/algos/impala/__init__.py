@@ -1,8 +1,7 @@
 """IMPALA with V-trace (`algo = "impala"`): see run.py for the message flow."""
 from __future__ import annotations
 
-import numpy as np
-
+from mpirl.algos._mlp_contract import argmax_policy, check_box_discrete, dims
 from mpirl.algos.impala.config import ImpalaConfig as Config
 from mpirl.errors import ConfigError
 
@@ -16,14 +15,7 @@ def check_env(cfg, env) -> None:
 
     ``learner.device = "cuda"`` also needs a CUDA device on rank 0.
     """
-    from gymnasium import spaces
-
-    if not isinstance(env.observation_space, spaces.Box):
-        raise ConfigError(f"algo {cfg.algo!r} needs a Box observation space; env {cfg.env.id!r} has "
-                          f"{env.observation_space} (key 'env.id')")
-    if not isinstance(env.action_space, spaces.Discrete):
-        raise ConfigError(f"algo {cfg.algo!r} needs a Discrete action space; env {cfg.env.id!r} has "
-                          f"{env.action_space} (key 'env.id')")
+    check_box_discrete(cfg, env)
     if cfg.agent.learner.device == "cuda":
         import torch
 
@@ -32,37 +24,19 @@ def check_env(cfg, env) -> None:
                               f"(torch {torch.__version__})")
 
 
-def _dims(env):
-    return int(np.prod(env.observation_space.shape)), int(env.action_space.n)
-
-
 def state_shapes(cfg, env) -> dict:
     """Shapes of the network's tensors, which a resumed checkpoint must match."""
     from mpirl.algos.impala.learner import make_network
 
-    net = make_network(cfg.agent, *_dims(env))
+    net = make_network(cfg.agent, *dims(env))
     return {f"net/{k}": tuple(v.shape) for k, v in net.state_dict().items()}
 
 
 def greedy_policy(state: dict, cfg):
     """The most probable action of a checkpoint's policy network."""
-    import torch
-
     from mpirl.algos.impala.learner import make_network
-    from mpirl.envs import make_env
-    from mpirl.torch_state import load_module_arrays
 
-    probe = make_env(cfg.env)
-    net = make_network(cfg.agent, *_dims(probe))
-    probe.close()
-    load_module_arrays("net", net, state)
-    net.eval()
-
-    def policy(obs):
-        with torch.no_grad():
-            return int(net.actor(torch.as_tensor(np.asarray(obs, np.float32).reshape(1, -1))).argmax())
-
-    return policy
+    return argmax_policy(state, cfg, make_network, "net", head=lambda net: net.actor)
 
 
 def train(ctx):
