@@ -19,12 +19,10 @@ import time
 from collections import deque
 
 import numpy as np
-import torch
 
+from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.learner import ActorCriticLearner, make_network, param_fingerprint, replicas_agree
-from mpirl.algos.dqn.actor import make_vec_env
 from mpirl.algos.impala.actor import UnrollActor
-from mpirl.seeding import env_seeds
 
 CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "stop", "pg_loss", "value_loss", "entropy",
         "mpi_s", "fingerprint_hi", "fingerprint_lo")
@@ -33,14 +31,10 @@ CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "stop",
 def train(ctx) -> dict:
     """Run A2C on this rank; returns the (identical) learner state."""
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
-    torch.set_num_threads(a.torch_threads)
     # torch may be imported after RunContext seeded the globals: seed it here (rank 0's init is broadcast).
-    torch.manual_seed(int(ctx.rng.integers(2**31)))
-    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
-    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
-    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + counters["env_steps"])
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    n_actions = int(envs.single_action_space.n)
+    seed_torch(ctx)
+    counters = restored_counters(ctx)
+    envs, obs_dim, n_actions = rank_envs(ctx)
     n = sum(p.numel() for p in make_network(a, obs_dim, n_actions).parameters())
     buf = np.zeros(n + len(CTRL), np.float32)
     learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps, grad_out=buf)

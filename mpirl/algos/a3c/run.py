@@ -24,15 +24,13 @@ import time
 from collections import deque
 
 import numpy as np
-import torch
 
+from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.learner import ActorCriticLearner
-from mpirl.algos.dqn.actor import make_vec_env
 from mpirl.algos.impala.actor import UnrollActor
 from mpirl.comm.buffers import MessageSpec
 from mpirl.comm.p2p import Receiver, Sender
 from mpirl.comm.wait import poll_until
-from mpirl.seeding import env_seeds
 
 TAG_GRAD, TAG_PARAMS = 31, 32
 STATS = ("pg_loss", "value_loss", "entropy", "mpi_s", "wall_s")
@@ -53,13 +51,9 @@ def params_spec(n: int) -> MessageSpec:
 def train(ctx) -> dict:
     """Run A3C on this rank; returns the server's state on rank 0."""
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
-    torch.set_num_threads(a.torch_threads)
-    torch.manual_seed(int(ctx.rng.integers(2**31)))
-    resumed_steps = int(ctx.restored_counters.get("env_steps", 0))
-    # A resumed run must not replay the first run's environments: offset the seeds by the steps taken.
-    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + resumed_steps)
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    n_actions = int(envs.single_action_space.n)
+    seed_torch(ctx)
+    resumed_steps = restored_counters(ctx)["env_steps"]
+    envs, obs_dim, n_actions = rank_envs(ctx)
     learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps)
     specs = gradient_spec(learner.flat.size, a.t_max * cfg.env.num_envs), params_spec(learner.flat.size)
     if world.is_learner:
@@ -103,8 +97,7 @@ def _work(ctx, learner, actor, gspec, pspec) -> None:
 
 def _serve(ctx, learner, gspec, pspec) -> dict:
     cfg, world = ctx.cfg, ctx.world
-    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
-    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
+    counters = restored_counters(ctx)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
     learner.updates = counters["updates"]

@@ -19,15 +19,14 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
-import torch
 
-from mpirl.algos.dqn.actor import VectorActor, make_vec_env
+from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
+from mpirl.algos.dqn.actor import VectorActor
 from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
 from mpirl.algos.dqn.messages import fill_trajectory, trajectory_spec, transitions
 from mpirl.comm.buffers import MessageSpec, flat_parameters
 from mpirl.comm.p2p import Receiver, Sender, say_goodbye, shutdown_actors, shutdown_requested
 from mpirl.replay import PrioritizedReplay
-from mpirl.seeding import env_seeds
 
 TAG_DATA, TAG_WEIGHTS, TAG_BYE = 11, 12, 13
 
@@ -67,11 +66,8 @@ class RateLimiter:
 def train(ctx) -> dict:
     """Run Ape-X on this rank; returns the learner's state on rank 0."""
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
-    torch.set_num_threads(a.torch_threads)
-    torch.manual_seed(int(ctx.rng.integers(2**31)))
-    probe = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + int(ctx.restored_counters.get("env_steps", 0)))
-    obs_dim = int(np.prod(probe.single_observation_space.shape))
-    n_actions = int(probe.single_action_space.n)
+    seed_torch(ctx)
+    probe, obs_dim, n_actions = rank_envs(ctx)
     traj_spec = trajectory_spec(a.rollout_steps * cfg.env.num_envs, obs_dim)
     if world.is_learner:
         probe.close()
@@ -92,7 +88,7 @@ def _act(ctx, actor, flat, traj_spec, weights_spec) -> None:
     a, world = ctx.agent, ctx.world
     eps = actor_epsilon(a, world.rank - 1, world.num_actors)
     # A resumed run has finished its warm-up: count the steps this actor's share already took.
-    own_steps = int(ctx.restored_counters.get("env_steps", 0)) // world.num_actors
+    own_steps = restored_counters(ctx)["env_steps"] // world.num_actors
     tx = Sender(world, traj_spec, TAG_DATA, slots=a.send_slots, synchronous=True)
     weights = Receiver(world, weights_spec, TAG_WEIGHTS, [0])
     _, first = weights.recv()
@@ -123,8 +119,7 @@ def _act(ctx, actor, flat, traj_spec, weights_spec) -> None:
 
 def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
-    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
-    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
+    counters = restored_counters(ctx)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
         learner.updates = counters["updates"]

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
-import torch
 
-from mpirl.algos.dqn.actor import VectorActor, make_vec_env
+from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
+from mpirl.algos.dqn.actor import VectorActor
 from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
 from mpirl.algos.dqn.messages import fill_trajectory, trajectory_spec, transitions
 from mpirl.comm.buffers import MessageSpec, flat_parameters
 from mpirl.replay import ReplayBuffer
-from mpirl.seeding import env_seeds
 
 _CTRL = ("done", "checkpoint", "env_steps", "updates", "episodes")
 
@@ -33,13 +32,9 @@ def epsilon(a, env_steps: int) -> float:
 def train(ctx) -> dict:
     """Run synchronous distributed DQN on this rank; returns the learner's state on rank 0."""
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
-    torch.set_num_threads(a.torch_threads)
-    torch.manual_seed(int(ctx.rng.integers(2**31)))
-    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
-    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
-    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + counters["env_steps"])
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    n_actions = int(envs.single_action_space.n)
+    seed_torch(ctx)
+    counters = restored_counters(ctx)
+    envs, obs_dim, n_actions = rank_envs(ctx)
     slots = a.rollout_steps * cfg.env.num_envs
     traj = trajectory_spec(slots, obs_dim).allocate()
 

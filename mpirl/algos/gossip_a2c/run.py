@@ -26,13 +26,11 @@ import time
 from collections import deque
 
 import numpy as np
-import torch
 
+from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.learner import ActorCriticLearner
-from mpirl.algos.dqn.actor import make_vec_env
 from mpirl.algos.impala.actor import UnrollActor
 from mpirl.functional.gossip import gossip_peer
-from mpirl.seeding import env_seeds
 
 TAG_GOSSIP = 41
 CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "stop", "pg_loss", "value_loss", "entropy",
@@ -42,14 +40,11 @@ CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "stop",
 def train(ctx) -> dict:
     """Run gossip A2C on this rank; returns the state with the ranks' average network (evaluated on rank 0)."""
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
-    torch.set_num_threads(a.torch_threads)
     # torch may be imported after RunContext seeded the globals: seed it here (rank 0's init is broadcast).
-    torch.manual_seed(int(ctx.rng.integers(2**31)))
-    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
-    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
-    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + counters["env_steps"])
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    learner = ActorCriticLearner(a, obs_dim, int(envs.single_action_space.n), cfg.total_env_steps)
+    seed_torch(ctx)
+    counters = restored_counters(ctx)
+    envs, obs_dim, n_actions = rank_envs(ctx)
+    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps)
     if ctx.restored_rank_arrays:
         learner.load_state_dict(ctx.restored_rank_arrays)
     elif ctx.restored_state:  # resumed at a larger rank count: a new rank starts from rank 0's network

@@ -25,15 +25,13 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
-import torch
 
-from mpirl.algos.dqn.actor import make_vec_env
+from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.impala.actor import UnrollActor
 from mpirl.algos.impala.learner import ImpalaLearner, make_network
 from mpirl.algos.impala.messages import UnrollBatch, fill_unroll, unroll_spec, weights_spec
 from mpirl.comm.buffers import flat_parameters
 from mpirl.comm.p2p import Receiver, Sender, say_goodbye, shutdown_actors, shutdown_requested
-from mpirl.seeding import env_seeds
 
 TAG_UNROLL, TAG_WEIGHTS, TAG_BYE = 21, 22, 23
 
@@ -41,13 +39,9 @@ TAG_UNROLL, TAG_WEIGHTS, TAG_BYE = 21, 22, 23
 def train(ctx) -> dict:
     """Run IMPALA on this rank; returns the learner's state on rank 0."""
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
-    torch.set_num_threads(a.torch_threads)
-    torch.manual_seed(int(ctx.rng.integers(2**31)))
-    resumed_steps = int(ctx.restored_counters.get("env_steps", 0))
-    # A resumed run must not replay the first run's environments: offset the seeds by the steps taken.
-    envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + resumed_steps)
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
-    n_actions = int(envs.single_action_space.n)
+    seed_torch(ctx)
+    resumed_steps = restored_counters(ctx)["env_steps"]
+    envs, obs_dim, n_actions = rank_envs(ctx)
     spec = unroll_spec(a.unroll_length, cfg.env.num_envs, obs_dim, n_actions)
     if world.is_learner:
         envs.close()
@@ -95,8 +89,7 @@ def _act(ctx, actor, flat, spec) -> None:
 
 def _learn(ctx, learner, spec) -> dict:
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
-    counters = {"env_steps": 0, "updates": 0, "episodes": 0}
-    counters.update({k: int(v) for k, v in ctx.restored_counters.items() if k in counters})
+    counters = restored_counters(ctx)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
     learner.updates = counters["updates"]
