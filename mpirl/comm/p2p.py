@@ -91,7 +91,8 @@ class Receiver:
         # Testany reports the lowest completed index: always starting at 0 would let the lowest
         # ranks starve the others whenever several are ready (IMPALA at -n 5: 196K vs 1K steps).
         n, first = len(self.requests), self._first
-        idx, done = self.MPI.Request.Testany(self.requests[first:] + self.requests[:first])
+        # Only build a rotated list when the turn is not at the start (never for one source).
+        idx, done = self.MPI.Request.Testany(self.requests[first:] + self.requests[:first] if first else self.requests)
         if not done or idx == self.MPI.UNDEFINED:
             return None
         idx = (idx + first) % n
