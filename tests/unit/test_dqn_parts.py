@@ -101,9 +101,10 @@ def test_warmup_epsilon_falls_linearly_to_the_fixed_value():
     assert warmup_epsilon(0.1, 0, 0) == pytest.approx(0.1)  # no warm-up: the paper's fixed rate
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
 @pytest.mark.parametrize("prioritized", [False, True])
-def test_learner_state_round_trip_continues_identically(prioritized):
-    a = DQNConfig(hidden=[16], batch_size=8, target_update_period=3)
+def test_learner_state_round_trip_continues_identically(prioritized, optimizer):
+    a = DQNConfig(hidden=[16], batch_size=8, target_update_period=3, optimizer=optimizer)
     rng = np.random.default_rng(0)
 
     def make(seed):

@@ -52,9 +52,7 @@ class DQNLearner:
         self.flat = flat_parameters(self.online)
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
-        opt_cls = torch.optim.Adam if a.optimizer == "adam" else torch.optim.RMSprop
-        # foreach: one kernel per step for all tensors; the per-tensor loop dominates small MLPs.
-        self.opt = opt_cls(self.online.parameters(), lr=a.lr, fused=True)
+        self.opt = make_optimizer(a.optimizer, self.online.parameters(), a.lr)
         self.updates = 0
 
     def update(self, beta: float = 0.4) -> dict:
