@@ -2,7 +2,8 @@
 
 ``train`` runs under ``mpirun``/``srun``; ``eval`` and ``inspect`` run on one
 process without MPI. Bad input exits with code 2 and one clear line, on every
-rank; any other exception on any rank aborts the whole MPI job.
+rank; a fault (a silent rank, non-finite updates) prints one line and aborts
+the job with code 4; any other exception on any rank aborts the whole MPI job.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import os
 import sys
 
-from mpirl.errors import UsageError
+from mpirl.errors import FaultError, UsageError
 
 
 def _launch_rank() -> int:
@@ -109,6 +110,10 @@ def train(args) -> int:
         # The other ranks are inside collectives by now: only an abort ends them all.
         print(f"[rank {world.rank}] mpirl: error: {e}", file=sys.stderr, flush=True)
         world.abort(2)
+    except FaultError as e:
+        # A silent rank or non-finite updates: one line, no traceback; the checkpoints on disk stay as they are.
+        print(f"[rank {world.rank}] mpirl: fault: {e}", file=sys.stderr, flush=True)
+        world.abort(e.exit_code)
 
 
 def _train_validated(world, plan, resume_ckpt, args) -> int:

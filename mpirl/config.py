@@ -81,6 +81,20 @@ class EvalConfig:
 
 
 @dataclass
+class FaultConfig:
+    """Fault detection: silent ranks and non-finite updates (see docs/cluster.md)."""
+
+    actor_timeout_s: float = opt(
+        60.0, "Abort the job (exit 4, naming the ranks) when rank 0 has waited this many seconds for a rank "
+              "that sends nothing: an actor of `apex`/`impala`/`a3c` silent since its last message, or a rank "
+              "that does not reach a Gather, Allreduce or pairwise exchange (`dqn`, `tabular_q`, `a2c`, "
+              "`gossip_a2c`). A rank's first message may take max(this, 120 s) (start-up). 0 disables.", min=0.0)
+    max_nonfinite: int = opt(
+        10, "Updates with a non-finite loss or gradient are skipped and counted (`nonfinite_skipped`); after "
+            "this many in a row the run stops with an error (exit 4). 0 never stops.", min=0)
+
+
+@dataclass
 class Config:
     """A whole job: common keys plus the algorithm's own section `[<algo>]`."""
 
@@ -93,6 +107,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig, metadata={"help": "Logging."})
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig, metadata={"help": "Checkpoints."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Final evaluation."})
+    fault: FaultConfig = field(default_factory=FaultConfig, metadata={"help": "Fault detection."})
     agent: Any = field(default=None, metadata={"help": "The algorithm's own section, `[<algo>]`."})
 
 

@@ -1,4 +1,8 @@
-"""Errors that mean "the user asked for something wrong": exit code 2, no traceback."""
+"""Errors reported in one line without a traceback.
+
+Usage errors mean "the user asked for something wrong" (exit code 2); fault
+errors mean the run met a fault it cannot continue through (exit code 4).
+"""
 
 
 class UsageError(Exception):
@@ -13,3 +17,17 @@ class ConfigError(UsageError):
 
 class CheckpointError(UsageError):
     """A checkpoint that is missing, truncated, corrupted or of another run."""
+
+
+class FaultError(Exception):
+    """A fault detected while training (see docs/cluster.md): one line, then the whole job aborts with exit 4."""
+
+    exit_code = 4
+
+
+class SilentRankError(FaultError):
+    """Rank 0 waited longer than ``fault.actor_timeout_s`` for ranks that send nothing (stopped or hung)."""
+
+
+class NonFiniteError(FaultError):
+    """``fault.max_nonfinite`` updates in a row had a non-finite loss or gradient."""
