@@ -100,6 +100,7 @@ class RunContext:
         self.agent = self.cfg.agent
         self.run_dir = plan["run_dir"]
         self.rank, self.size = world.rank, world.size
+        world.watch_actors(self.cfg.fault.actor_timeout_s)  # rank 0 stops waiting for silent ranks
         seed_globals(self.cfg.seed, self.rank)
         self.rng = rank_rng(self.cfg.seed, self.rank)
         self.start = time.monotonic()

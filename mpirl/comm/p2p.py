@@ -7,10 +7,14 @@ zero-length message on the shutdown tag tells a peer to stop.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from mpirl.comm.buffers import Message, MessageSpec
 from mpirl.comm.wait import poll_until, wait, wait_all
+from mpirl.comm.watch import CHECK_EVERY_S, SilenceClock, silent_message
+from mpirl.errors import SilentRankError
 
 SHUTDOWN_TAG = 32000
 _EMPTY = np.zeros(1, dtype=np.uint8)
@@ -65,9 +69,15 @@ class Sender:
 
 
 class Receiver:
-    """Keeps nonblocking receives posted from ``sources`` for one message spec."""
+    """Keeps nonblocking receives posted from ``sources`` for one message spec.
 
-    def __init__(self, world, spec: MessageSpec, tag: int, sources):
+    On rank 0, receiving from actors, it watches them (``watch`` None: when
+    ``world.actor_timeout_s`` is set): a poll raises
+    :class:`~mpirl.errors.SilentRankError` naming the actors that have sent
+    nothing for that long while rank 0 was polling (see :mod:`mpirl.comm.watch`).
+    """
+
+    def __init__(self, world, spec: MessageSpec, tag: int, sources, watch: bool | None = None):
         from mpi4py import MPI
 
         self.MPI = MPI
@@ -78,6 +88,11 @@ class Receiver:
         self.spares = [spec.allocate() for _ in self.sources]
         self.requests = [self._post(i) for i in range(len(self.sources))]
         self._first = 0  # where the next poll starts looking: sources are served in turn
+        timeout = float(getattr(world, "actor_timeout_s", 0.0) or 0.0)
+        if watch is None:
+            watch = world.is_learner and 0 not in self.sources
+        self.clock = SilenceClock(self.sources, timeout, time.monotonic()) if watch and timeout > 0 else None
+        self._next_check = 0.0
 
     def _post(self, i):
         return self.world.comm.Irecv(self.buffers[i].buffer, source=self.sources[i], tag=self.tag)
@@ -94,10 +109,37 @@ class Receiver:
         # Only build a rotated list when the turn is not at the start (never for one source).
         idx, done = self.MPI.Request.Testany(self.requests[first:] + self.requests[:first] if first else self.requests)
         if not done or idx == self.MPI.UNDEFINED:
+            if self.clock is not None:
+                self._watch(None)
             return None
         idx = (idx + first) % n
         self._first = (idx + 1) % n
+        if self.clock is not None:
+            self._watch(self.sources[idx])
         return self._complete(idx)
+
+    def _watch(self, source) -> None:
+        now = time.monotonic()
+        self.clock.tick(now)
+        if source is not None:
+            self.clock.heard_from(source)
+            return
+        if now < self._next_check:
+            return
+        self._next_check = now + CHECK_EVERY_S
+        silent = self.clock.silent()
+        # A message that has arrived but not been taken yet is no silence (Get_status does not free it).
+        silent = {s: q for s, q in silent.items() if not self.requests[self.sources.index(s)].Get_status()}
+        if silent:
+            longest = max(silent.values())
+            raise SilentRankError(silent_message(silent, self.clock.timeout_s,
+                                                 f"no message for {longest:.1f} s while rank {self.world.rank} "
+                                                 f"waited for it"))
+
+    def stop_watching(self, source) -> None:
+        """``source`` has finished sending (its part of a shutdown protocol): its silence is no fault."""
+        if self.clock is not None:
+            self.clock.forget(source)
 
     def _complete(self, idx):
         filled = self.buffers[idx]
@@ -112,12 +154,13 @@ class Receiver:
         return got[-1] if ok else None
 
     def close(self) -> None:
-        """Cancel the receives still posted."""
+        """Cancel the receives still posted (and stop watching the sources)."""
         for req in self.requests:
             if req is not None:
                 req.Cancel()
                 req.Wait()  # completes at once after Cancel
         self.requests = []
+        self.clock = None
 
 
 def send_shutdown(world, dest: int) -> None:
@@ -165,7 +208,8 @@ def shutdown_actors(world, data_rx: Receiver, publishers: dict, bye_tag: int) ->
     poll_until(weights_delivered)
     for r in world.actor_ranks:
         send_shutdown(world, r)
-    byes = Receiver(world, _GOODBYE, bye_tag, world.actor_ranks)
+    # data_rx watches the actors until each says goodbye: every actor still sends data or its goodbye.
+    byes = Receiver(world, _GOODBYE, bye_tag, world.actor_ranks, watch=False)
     left = set(world.actor_ranks)
 
     def drained():
@@ -173,6 +217,7 @@ def shutdown_actors(world, data_rx: Receiver, publishers: dict, bye_tag: int) ->
         got = byes.poll()
         if got is not None:
             left.discard(got[0])
+            data_rx.stop_watching(got[0])
         return not left
 
     poll_until(drained)

@@ -13,7 +13,9 @@ import traceback
 
 import numpy as np
 
-from mpirl.comm.wait import wait, wait_all
+from mpirl.comm import watch
+from mpirl.comm.wait import poll_until, wait_all
+from mpirl.errors import SilentRankError
 
 LEARNER = 0
 
@@ -28,7 +30,8 @@ class World:
     """The rank layout of one job and the collectives mpirl uses.
 
     Collectives are the nonblocking MPI calls (Ibcast, Igather(v), Iallreduce)
-    on contiguous numpy buffers, completed with a backoff wait.
+    on contiguous numpy buffers, completed with a backoff wait. With
+    :meth:`watch_actors`, rank 0's waits have a deadline (see :mod:`mpirl.comm.watch`).
     """
 
     def __init__(self, comm=None):
@@ -36,6 +39,22 @@ class World:
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
+        self.actor_timeout_s = 0.0
+        self._everyone_seen = False  # a collective with every rank has completed: start-up is over
+        self._roll_calls = 0
+        self._next_answer_check = 0.0
+        self._answers = []  # this rank's answers to roll calls still in flight (request, buffer)
+
+    # ---- fault detection --------------------------------------------------
+    def watch_actors(self, timeout_s: float) -> None:
+        """Give rank 0's waits for other ranks a deadline of ``timeout_s`` (0: none); call on every rank.
+
+        Past it, rank 0 raises :class:`~mpirl.errors.SilentRankError` naming
+        the ranks that sent nothing (Receivers) or did not answer a roll call
+        (collectives, pairwise exchanges); the other ranks answer roll calls
+        while they wait.
+        """
+        self.actor_timeout_s = float(timeout_s)
 
     # ---- roles -----------------------------------------------------------
     @property
@@ -56,11 +75,11 @@ class World:
     # ---- collectives on buffers -----------------------------------------
     def barrier(self) -> None:
         """Synchronise all ranks without busy-polling."""
-        wait(self.comm.Ibarrier())
+        self._wait([self.comm.Ibarrier()], "a barrier", everyone=True)
 
     def bcast(self, buf: np.ndarray, root: int = LEARNER) -> np.ndarray:
         """Broadcast a contiguous buffer in place from ``root``."""
-        wait(self.comm.Ibcast(_contig(buf), root=root))
+        self._wait([self.comm.Ibcast(_contig(buf), root=root)], "a broadcast")
         return buf
 
     def gather(self, sendbuf: np.ndarray, recvbuf: np.ndarray | None = None, root: int = LEARNER):
@@ -68,7 +87,8 @@ class World:
         _contig(sendbuf)
         if self.rank == root and recvbuf is None:
             recvbuf = np.empty((self.size,) + sendbuf.shape, dtype=sendbuf.dtype)
-        wait(self.comm.Igather(sendbuf, recvbuf if self.rank == root else None, root=root))
+        self._wait([self.comm.Igather(sendbuf, recvbuf if self.rank == root else None, root=root)], "a gather",
+                   everyone=root == self.rank)
         return recvbuf if self.rank == root else None
 
     def gatherv(self, sendbuf: np.ndarray, root: int = LEARNER):
@@ -79,16 +99,17 @@ class World:
             counts = counts.reshape(-1)
             recv = np.empty(int(counts.sum()), dtype=sendbuf.dtype)
             displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            wait(self.comm.Igatherv(sendbuf, [recv, (counts, displs)], root=root))
+            self._wait([self.comm.Igatherv(sendbuf, [recv, (counts, displs)], root=root)], "a gather",
+                       everyone=True)
             return [recv[d:d + c] for d, c in zip(displs, counts)]
-        wait(self.comm.Igatherv(sendbuf, None, root=root))
+        self._wait([self.comm.Igatherv(sendbuf, None, root=root)], "a gather")
         return None
 
     def allreduce(self, buf: np.ndarray, op: str = "sum") -> np.ndarray:
         """Reduce a contiguous buffer in place across all ranks (sum, max or min)."""
         MPI = _mpi()
         mpi_op = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op]
-        wait(self.comm.Iallreduce(MPI.IN_PLACE, _contig(buf), op=mpi_op))
+        self._wait([self.comm.Iallreduce(MPI.IN_PLACE, _contig(buf), op=mpi_op)], "an allreduce", everyone=True)
         return buf
 
     def sendrecv(self, sendbuf: np.ndarray, recvbuf: np.ndarray, peer: int, tag: int = 0) -> np.ndarray:
@@ -99,7 +120,7 @@ class World:
         _contig(sendbuf)
         _contig(recvbuf)
         reqs = [self.comm.Irecv(recvbuf, source=peer, tag=tag), self.comm.Isend(sendbuf, dest=peer, tag=tag)]
-        wait_all(reqs)
+        self._wait(reqs, f"an exchange with rank {peer}")
         return recvbuf
 
     # ---- rare control messages (JSON, never pickle) ----------------------
@@ -128,6 +149,83 @@ class World:
     def wait_all(self, requests, timeout_s=None) -> bool:
         """Wait for nonblocking requests with backoff (see :mod:`mpirl.comm.wait`)."""
         return wait_all(requests, timeout_s)
+
+    # ---- waits with a deadline (rank 0) and roll calls ------------------
+    def _wait(self, requests, what: str, everyone: bool = False) -> None:
+        # ``everyone``: completing it here means every rank has taken part (start-up is over).
+        MPI = _mpi()
+        timeout = self.actor_timeout_s
+        if timeout <= 0:
+            wait_all(requests)
+            return
+        if not self.is_learner:
+            poll_until(lambda: self._answer_roll_call() or MPI.Request.Testall(requests))
+            return
+        limit = timeout if self._everyone_seen else max(timeout, watch.STARTUP_GRACE_S)
+        waited = 0.0
+        while True:
+            start = time.monotonic()
+            if wait_all(requests, limit):
+                break
+            silent = self._roll_call(requests)
+            waited += time.monotonic() - start
+            if silent is None:  # it completed during the roll call
+                break
+            if silent:
+                raise SilentRankError(watch.silent_message(
+                    silent, timeout, f"no answer after rank {self.rank} waited {waited:.1f} s in {what}"))
+            limit = timeout  # every rank answered: someone is slow but alive, keep waiting
+        if everyone:
+            self._everyone_seen = True
+
+    def _roll_call(self, requests):
+        """Ask every other rank to answer; the sorted ranks that did not within the grace, None if
+        ``requests`` completed meanwhile."""
+        MPI = _mpi()
+        self._roll_calls += 1
+        call_id = self._roll_calls
+        call = np.array([call_id], np.int64)
+        sends = [self.comm.Isend(call, dest=r, tag=watch.ROLL_CALL_TAG) for r in range(self.size) if r != self.rank]
+        answer = np.zeros(2, np.int64)  # (call id, rank)
+        answered = set()
+        pending = [self.comm.Irecv(answer, source=MPI.ANY_SOURCE, tag=watch.ROLL_ANSWER_TAG)]
+
+        def take():
+            if answer[0] == call_id:  # answers to an earlier call may arrive late: ignore them
+                answered.add(int(answer[1]))
+
+        def test():
+            if MPI.Request.Testall(requests):
+                return True
+            while pending[0].Test():
+                take()
+                pending[0] = self.comm.Irecv(answer, source=MPI.ANY_SOURCE, tag=watch.ROLL_ANSWER_TAG)
+            return len(answered) == self.size - 1
+
+        poll_until(test, watch.ROLL_CALL_GRACE_S)
+        pending[0].Cancel()
+        status = MPI.Status()
+        pending[0].Wait(status)  # completes at once after Cancel
+        if not status.Is_cancelled():
+            take()
+        wait_all(sends, 1.0)  # 8 bytes each: sent eagerly, complete at once
+        if MPI.Request.Testall(requests):
+            return None
+        return sorted(set(range(self.size)) - {self.rank} - answered)
+
+    def _answer_roll_call(self) -> None:
+        """While waiting: answer rank 0's roll calls (checked every ``watch.ANSWER_EVERY_S``)."""
+        now = time.monotonic()
+        if now < self._next_answer_check:
+            return None
+        self._next_answer_check = now + watch.ANSWER_EVERY_S
+        self._answers = [(r, b) for r, b in self._answers if not r.Test()]
+        while self.comm.Iprobe(source=LEARNER, tag=watch.ROLL_CALL_TAG):
+            call = np.zeros(1, np.int64)
+            self.comm.Recv(call, source=LEARNER, tag=watch.ROLL_CALL_TAG)  # has arrived: returns at once
+            answer = np.array([call[0], self.rank], np.int64)
+            self._answers.append((self.comm.Isend(answer, dest=LEARNER, tag=watch.ROLL_ANSWER_TAG), answer))
+        return None
 
 
 def _contig(buf: np.ndarray) -> np.ndarray:

@@ -146,6 +146,7 @@ def _serve(ctx, learner, gspec, pspec) -> dict:
                 ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
         if done:
             told.add(rank)
+            rx.stop_watching(rank)  # it will send nothing more: its silence is no fault
         reply(rank, done)
     poll_until(lambda: all(s.free_slot() is not None for s in replies.values()))
     rx.close()
