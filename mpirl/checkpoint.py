@@ -155,6 +155,16 @@ def _fault_point(name: str, path: str) -> None:
         os.kill(os.getpid(), 9)
 
 
+def nonfinite_arrays(state: dict) -> list:
+    """Names of the floating-point arrays of ``state`` holding NaN or inf (replay memories excluded)."""
+    bad = []
+    for name, arr in state.items():
+        arr = np.asarray(arr)
+        if not name.startswith("replay/") and arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            bad.append(name)
+    return sorted(bad)
+
+
 def list_checkpoints(ckpt_dir: str) -> list:
     """Complete checkpoint files in ``ckpt_dir``, newest (most env steps) first."""
     found = []

@@ -15,7 +15,7 @@ import numpy as np
 
 from mpirl import checkpoint as ckpt_io
 from mpirl.config import Config, apply_overrides, from_dict, load_job, parse_config, to_dict, to_toml
-from mpirl.errors import CheckpointError, UsageError
+from mpirl.errors import CheckpointError, NonFiniteError, UsageError
 from mpirl.logger import MetricsLogger, NullLogger
 from mpirl.seeding import capture_rng_state, rank_rng, restore_rng_state, seed_globals
 
@@ -207,6 +207,12 @@ class RunContext:
         self._last_ckpt = time.monotonic()
         if not self.world.is_learner:
             return None
+        bad = ckpt_io.nonfinite_arrays(state)
+        if bad:
+            # A checkpoint is what --resume trusts: never let NaN/inf weights replace the last good one.
+            raise NonFiniteError(f"refusing to write the checkpoint at env step {counters['env_steps']}: "
+                                 f"non-finite values in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}; "
+                                 f"latest.h5 still names the last finite checkpoint")
         counters = dict(counters, wall_time_s=self.wall_time())
         self.last_counters = counters
         return ckpt_io.save(os.path.join(self.run_dir, "checkpoints"), counters["env_steps"], state, counters,

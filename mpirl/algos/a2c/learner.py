@@ -7,11 +7,13 @@ holds in between (an average over ranks, a worker's gradient on the server).
 """
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
 import torch
 
+from mpirl.algos._nonfinite import NonFiniteGuard
 from mpirl.algos.impala.learner import lr_at
 from mpirl.comm.buffers import flat_gradients, flat_parameters
 from mpirl.functional.a2c import a2c_loss
@@ -31,10 +33,15 @@ class ActorCriticLearner:
 
     ``grad_out``: a float32 array whose leading part becomes the gradient
     vector, so values appended after it travel in the same collective.
+    ``max_nonfinite``: see :class:`~mpirl.algos._nonfinite.NonFiniteGuard`;
+    the gradient of a non-finite loss is all NaN, so whichever rank applies it
+    (every replica after the Allreduce, the A3C server) skips it.
     """
 
-    def __init__(self, a, obs_dim: int, num_actions: int, total_env_steps: int, grad_out=None):
+    def __init__(self, a, obs_dim: int, num_actions: int, total_env_steps: int, grad_out=None,
+                 max_nonfinite: int = 0):
         self.a, self.total_env_steps = a, total_env_steps
+        self.guard = NonFiniteGuard(max_nonfinite)
         self.net = make_network(a, obs_dim, num_actions)
         self.flat = flat_parameters(self.net)
         self.grad = flat_gradients(self.net, grad_out)
@@ -55,8 +62,11 @@ class ActorCriticLearner:
         out = a2c_loss(logits.reshape(T1, B, -1), values.reshape(T1, B), torch.from_numpy(unroll["action"]),
                        torch.from_numpy(unroll["reward"]), torch.from_numpy(unroll["terminated"]),
                        torch.from_numpy(unroll["reset"]), a.gamma, a.value_cost, a.entropy_cost)
+        loss = self.guard.loss(out.loss)
         self.grad[...] = 0.0  # backward accumulates into the flat views
-        out.loss.backward()
+        loss.backward()
+        if not math.isfinite(float(loss.detach())):
+            self.grad[...] = np.nan  # carries the verdict to the rank that applies it
         return {"pg_loss": float(out.pg_loss), "value_loss": float(out.value_loss), "entropy": float(out.entropy)}
 
     def apply_gradient(self, env_steps: int) -> dict:
@@ -65,11 +75,13 @@ class ActorCriticLearner:
         for group in self.opt.param_groups:
             group["lr"] = lr
         grad_norm = float("nan")
+        if not self.guard.allow(self.grad):
+            return {"grad_norm": grad_norm, "lr": lr, **self.guard.metrics()}
         if self.a.max_grad_norm > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.a.max_grad_norm))
         self.opt.step()
         self.updates += 1
-        return {"grad_norm": grad_norm, "lr": lr}
+        return {"grad_norm": grad_norm, "lr": lr, **self.guard.metrics()}
 
     def state_dict(self) -> dict:
         """Network and optimizer (with its current learning rate) as named arrays."""

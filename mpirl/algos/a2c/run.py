@@ -37,7 +37,8 @@ def train(ctx) -> dict:
     envs, obs_dim, n_actions = rank_envs(ctx)
     n = sum(p.numel() for p in make_network(a, obs_dim, n_actions).parameters())
     buf = np.zeros(n + len(CTRL), np.float32)
-    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps, grad_out=buf)
+    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps, grad_out=buf,
+                                   max_nonfinite=cfg.fault.max_nonfinite)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
     else:

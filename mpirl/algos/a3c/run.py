@@ -54,7 +54,8 @@ def train(ctx) -> dict:
     seed_torch(ctx)
     resumed_steps = restored_counters(ctx)["env_steps"]
     envs, obs_dim, n_actions = rank_envs(ctx)
-    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps)
+    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps,
+                                   max_nonfinite=cfg.fault.max_nonfinite)
     specs = gradient_spec(learner.flat.size, a.t_max * cfg.env.num_envs), params_spec(learner.flat.size)
     if world.is_learner:
         envs.close()

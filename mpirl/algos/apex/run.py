@@ -72,7 +72,8 @@ def train(ctx) -> dict:
     if world.is_learner:
         probe.close()
         learner = DQNLearner(a, obs_dim, n_actions,
-                             PrioritizedReplay(a.replay_capacity, replay_spec(obs_dim), alpha=a.priority_alpha), ctx.rng)
+                             PrioritizedReplay(a.replay_capacity, replay_spec(obs_dim), alpha=a.priority_alpha), ctx.rng,
+                             cfg.fault.max_nonfinite)
         weights_spec = MessageSpec({"params": (learner.flat.shape, np.float32), "version": ((), np.int64)})
         return _learn(ctx, learner, traj_spec, weights_spec)
     net = make_network(a, obs_dim, n_actions)

@@ -10,6 +10,7 @@ import copy
 import numpy as np
 import torch
 
+from mpirl.algos._nonfinite import NonFiniteGuard, total_grad_norm
 from mpirl.comm.buffers import flat_parameters
 from mpirl.functional import double_q_targets, dqn_loss
 from mpirl.nets import QNetwork
@@ -43,10 +44,14 @@ def make_optimizer(kind: str, params, lr: float, **kwargs) -> torch.optim.Optimi
 
 
 class DQNLearner:
-    """n-step double DQN updates from a (uniform or prioritized) replay memory."""
+    """n-step double DQN updates from a (uniform or prioritized) replay memory.
 
-    def __init__(self, a, obs_dim: int, num_actions: int, replay, rng):
+    ``max_nonfinite``: see :class:`~mpirl.algos._nonfinite.NonFiniteGuard`.
+    """
+
+    def __init__(self, a, obs_dim: int, num_actions: int, replay, rng, max_nonfinite: int = 0):
         self.a, self.replay, self.rng = a, replay, rng
+        self.guard = NonFiniteGuard(max_nonfinite)
         self.prioritized = hasattr(replay, "update_priorities")
         self.online = make_network(a, obs_dim, num_actions)
         self.flat = flat_parameters(self.online)
@@ -70,17 +75,25 @@ class DQNLearner:
         with torch.no_grad():
             targets = double_q_targets(q_next_online, self.target(t["next_obs"]), t["reward"], t["discount"])
         out = dqn_loss(q, t["action"], targets, weights, self.a.huber_delta)
+        loss = self.guard.loss(out.loss)
         self.opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         if self.a.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.a.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.a.max_grad_norm)
+        else:
+            norm = total_grad_norm(self.online.parameters())
+        loss_value = float(loss.detach())
+        allowed = self.guard.allow(loss_value, float(norm))
+        metrics = {"loss": loss_value, "q_mean": float(q.detach().mean()), **self.guard.metrics()}
+        if not allowed:
+            return metrics  # no step, and NaN TD errors never become priorities
         self.opt.step()
         if self.prioritized:
             self.replay.update_priorities(idx, out.td_errors.abs().numpy())
         self.updates += 1
         if self.updates % self.a.target_update_period == 0:
             self.target.load_state_dict(self.online.state_dict())
-        return {"loss": float(out.loss.detach()), "q_mean": float(q.detach().mean())}
+        return metrics
 
     def state_dict(self, with_replay: bool) -> dict:
         """Networks, optimizer and (optionally) the replay memory as named arrays."""

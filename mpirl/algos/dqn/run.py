@@ -39,7 +39,8 @@ def train(ctx) -> dict:
     traj = trajectory_spec(slots, obs_dim).allocate()
 
     if world.is_learner:
-        learner = DQNLearner(a, obs_dim, n_actions, ReplayBuffer(a.replay_capacity, replay_spec(obs_dim)), ctx.rng)
+        learner = DQNLearner(a, obs_dim, n_actions, ReplayBuffer(a.replay_capacity, replay_spec(obs_dim)), ctx.rng,
+                             cfg.fault.max_nonfinite)
         if ctx.restored_state:
             learner.load_state_dict(ctx.restored_state)
         net, flat = learner.online, learner.flat

@@ -44,7 +44,8 @@ def train(ctx) -> dict:
     seed_torch(ctx)
     counters = restored_counters(ctx)
     envs, obs_dim, n_actions = rank_envs(ctx)
-    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps)
+    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps,
+                                   max_nonfinite=cfg.fault.max_nonfinite)
     if ctx.restored_rank_arrays:
         learner.load_state_dict(ctx.restored_rank_arrays)
     elif ctx.restored_state:  # resumed at a larger rank count: a new rank starts from rank 0's network

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mpirl.algos._nonfinite import NonFiniteGuard, total_grad_norm
 from mpirl.comm.buffers import flat_parameters
 from mpirl.functional import impala_loss
 from mpirl.nets import ActorCritic
@@ -28,10 +29,14 @@ def lr_at(a, env_steps: int, total_env_steps: int) -> float:
 
 
 class ImpalaLearner:
-    """V-trace actor-critic updates on ``[T+1, N]`` unroll batches."""
+    """V-trace actor-critic updates on ``[T+1, N]`` unroll batches.
 
-    def __init__(self, a, obs_dim: int, num_actions: int, total_env_steps: int):
+    ``max_nonfinite``: see :class:`~mpirl.algos._nonfinite.NonFiniteGuard`.
+    """
+
+    def __init__(self, a, obs_dim: int, num_actions: int, total_env_steps: int, max_nonfinite: int = 0):
         self.a, self.total_env_steps = a, total_env_steps
+        self.guard = NonFiniteGuard(max_nonfinite)
         self.device = torch.device(a.learner.device)
         self.net = make_network(a, obs_dim, num_actions)
         if self.device.type == "cpu":
@@ -66,16 +71,20 @@ class ImpalaLearner:
         lr = lr_at(a, env_steps, self.total_env_steps)
         for group in self.opt.param_groups:
             group["lr"] = lr
+        loss = self.guard.loss(out.loss)
         self.opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        grad_norm = float("nan")
+        loss.backward()
         if a.max_grad_norm > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), a.max_grad_norm))
-        self.opt.step()
-        self.updates += 1
-        return {"loss": float(out.loss.detach()), "pg_loss": float(out.pg_loss),
+        else:
+            grad_norm = float(total_grad_norm(self.net.parameters()))
+        loss_value = float(loss.detach())
+        if self.guard.allow(loss_value, grad_norm):
+            self.opt.step()
+            self.updates += 1
+        return {"loss": loss_value, "pg_loss": float(out.pg_loss),
                 "baseline_loss": float(out.baseline_loss), "entropy": float(out.entropy),
-                "grad_norm": grad_norm, "lr": lr}
+                "grad_norm": grad_norm, "lr": lr, **self.guard.metrics()}
 
     def state_dict(self) -> dict:
         """Network and optimizer (with its current learning rate) as named arrays."""

@@ -45,7 +45,7 @@ def train(ctx) -> dict:
     spec = unroll_spec(a.unroll_length, cfg.env.num_envs, obs_dim, n_actions)
     if world.is_learner:
         envs.close()
-        learner = ImpalaLearner(a, obs_dim, n_actions, cfg.total_env_steps)
+        learner = ImpalaLearner(a, obs_dim, n_actions, cfg.total_env_steps, cfg.fault.max_nonfinite)
         return _learn(ctx, learner, spec)
     net = make_network(a, obs_dim, n_actions)
     flat = flat_parameters(net)
