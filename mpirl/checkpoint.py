@@ -124,8 +124,11 @@ def save(ckpt_dir: str, env_steps: int, state: dict, counters: dict, rng: dict, 
         f.attrs["config_toml"] = config_toml
         f.attrs["versions_json"] = json.dumps(library_versions(), sort_keys=True)
         f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        for name, arr in state.items():
+        for i, (name, arr) in enumerate(state.items()):
             f.create_dataset(f"state/{name}", data=np.asarray(arr))
+            if i == (len(state) - 1) // 2 and _fault_armed("checkpoint_mid_write"):
+                f.flush()  # so that the kill leaves a half-written file on disk, not only in HDF5's cache
+                _fault_point("checkpoint_mid_write", tmp)
         for name, value in counters.items():
             f.create_dataset(f"counters/{name}", data=np.asarray(value))
         for rank, doc in rng.items():
@@ -138,6 +141,7 @@ def save(ckpt_dir: str, env_steps: int, state: dict, counters: dict, rng: dict, 
     _fault_point("checkpoint_before_rename", tmp)
     os.replace(tmp, final)
     _fsync_dir(ckpt_dir)
+    _fault_point("checkpoint_before_link", final)
     link_tmp = os.path.join(ckpt_dir, LATEST + ".tmp")
     if os.path.lexists(link_tmp):
         os.remove(link_tmp)
@@ -148,10 +152,14 @@ def save(ckpt_dir: str, env_steps: int, state: dict, counters: dict, rng: dict, 
     return final
 
 
+def _fault_armed(name: str) -> bool:
+    return os.environ.get("MPIRL_FAULT") == name
+
+
 def _fault_point(name: str, path: str) -> None:
-    # Fault injection for tests: MPIRL_FAULT=<name> kills this process here,
+    # Fault injection for tests: MPIRL_FAULT=<name> kills this process here (SIGKILL, no clean-up),
     # proving that a half-done checkpoint never becomes ``latest``.
-    if os.environ.get("MPIRL_FAULT") == name:
+    if _fault_armed(name):
         os.kill(os.getpid(), 9)
 
 
