@@ -220,16 +220,12 @@ class RunContext:
                             to_toml(self.cfg), keep=self.cfg.checkpoint.keep)
 
     def _gather_rank_arrays(self, arrays: dict) -> dict:
-        from mpirl.comm.buffers import MessageSpec
-
-        spec = MessageSpec({k: (np.shape(v), np.asarray(v).dtype) for k, v in sorted(arrays.items())})
-        msg = spec.allocate()
-        for k, v in arrays.items():
-            msg[k] = v
-        everyone = self.world.gather(msg.buffer)
+        # Per-rank layouts: the same names can differ in length between ranks (an optimizer's
+        # param-group JSON holds that rank's learning rate), so rank 0's layout cannot read the others.
+        everyone = self.world.gather_arrays(arrays)
         if everyone is None:
             return {}
-        return {f"rank_{r}/{k}": spec.view(everyone[r])[k].copy() for r in range(self.size) for k in spec.fields}
+        return {f"rank_{r}/{k}": v for r, got in enumerate(everyone) for k, v in got.items()}
 
     def finish(self) -> None:
         """Collective: record start-up timings and close the logs."""

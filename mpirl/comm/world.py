@@ -140,6 +140,32 @@ class World:
             return None
         return [json.loads(p.tobytes().decode()) for p in parts]
 
+    def gather_arrays(self, arrays: dict, root: int = LEARNER):
+        """Gather every rank's named numpy arrays to ``root``: a list of dicts there, None elsewhere.
+
+        Ranks may hold different names, shapes and dtypes: each rank's layout
+        travels as a small JSON control message and its data in one Gatherv of
+        one contiguous buffer.
+        """
+        from mpirl.comm.buffers import MessageSpec
+
+        def spec_of(layout: dict) -> MessageSpec:
+            return MessageSpec({k: (tuple(shape), np.dtype(dtype)) for k, (shape, dtype) in sorted(layout.items())})
+
+        layout = {k: (list(np.shape(v)), np.asarray(v).dtype.str) for k, v in arrays.items()}
+        msg = spec_of(layout).allocate() if layout else None
+        for k, v in arrays.items():
+            msg[k] = v
+        layouts = self.gather_json(layout, root)
+        parts = self.gatherv(msg.buffer if msg is not None else np.zeros(0, np.uint8), root)
+        if parts is None:
+            return None
+        out = []
+        for part, lay in zip(parts, layouts):
+            got = spec_of(lay).view(part) if lay else {}
+            out.append({k: np.array(got[k]) for k in lay})
+        return out
+
     # ---- failure --------------------------------------------------------
     def abort(self, code: int = 1) -> None:
         """Kill every rank of the job now (MPI_Abort), after the launcher has forwarded our output."""

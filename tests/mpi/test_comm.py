@@ -142,6 +142,27 @@ def test_bcast_json(world, obj):
 
 
 @pytest.mark.mpi(min_size=1)
+def test_gather_arrays_with_a_different_layout_on_every_rank(world):
+    # Same names, rank-dependent lengths and dtypes (as a JSON blob holding a per-rank float would be).
+    def mine(rank):
+        return {"blob": np.arange(5 + 3 * rank, dtype=np.uint8), "w": _value(rank, (2, 3), "float32"),
+                "step": np.array(rank + 0.5), f"only_{rank}": _value(rank, (rank + 1,), DTYPES[rank % 6])}
+
+    for root in sorted({0, world.size - 1}):
+        got = world.gather_arrays(mine(world.rank), root=root)
+        if world.rank != root:
+            assert got is None
+            continue
+        assert len(got) == world.size
+        for r, arrays in enumerate(got):
+            expected = mine(r)
+            assert sorted(arrays) == sorted(expected)
+            for k, v in expected.items():
+                assert arrays[k].dtype == v.dtype and arrays[k].shape == v.shape
+                np.testing.assert_array_equal(arrays[k], v)
+
+
+@pytest.mark.mpi(min_size=1)
 def test_gather_json(world):
     def doc(r):
         return {"rank": r, "name": "ä" * r, "items": list(range(r * 100)), "empty": {}} if r % 2 else []
