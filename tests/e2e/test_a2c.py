@@ -90,6 +90,10 @@ def test_resume_continues_counters_and_every_optimizer(run_mpirl, tmp_path, algo
     # The optimizers counted on from the checkpoint instead of restarting at 0 (for gossip: every rank's own).
     names = [f"rank_{k}/optim/state/0/step" for k in range(n)] if algo == "gossip_a2c" else ["optim/state/0/step"]
     assert all(int(second.state[name]) == second.counters["updates"] for name in names)
+    if algo == "gossip_a2c":  # each rank's own param groups (their lengths differ by rank) read back intact
+        for k in range(n):
+            groups = json.loads(bytes(second.state[f"rank_{k}/optim/param_groups_json"]).decode())
+            assert 0.0 <= groups[0]["lr"] <= 5e-3  # the decayed lr, 0 at total_env_steps
     rows = metrics(run)
     steps = [int(r["env_steps"]) for r in rows]
     assert steps == sorted(steps) and len(rows) > n_first and steps[n_first - 1] == first.counters["env_steps"]
