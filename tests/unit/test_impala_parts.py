@@ -196,3 +196,21 @@ def test_learner_state_round_trip_continues_identically(optimizer):
         assert m1["lr"] == m2["lr"] == pytest.approx(4e-3)
     np.testing.assert_array_equal(two.weights(), one.weights())
     assert not np.array_equal(one.weights(), ImpalaLearner(a, 2, 2, 1000).weights())
+
+
+def test_reward_scale_scales_the_value_targets():
+    # With the critic's output layer zeroed V = 0, so the targets are the scaled discounted rewards and the
+    # value loss 0.5 mean(v_s^2) grows with the square of reward_scale.
+    actor = make_actor(5, 100, T=6)
+    out = actor.unroll()
+    batch = {k: out[k].copy() for k in ("obs", "action", "reward", "terminated", "truncated", "reset", "logits")}
+    losses = []
+    for scale in (1.0, 0.1):
+        torch.manual_seed(0)  # the same policy, hence the same importance weights
+        learner = ImpalaLearner(ImpalaConfig(hidden=[8], reward_scale=scale), 2, 2, total_env_steps=1000)
+        with torch.no_grad():
+            learner.net.critic[-1].weight.zero_()
+            learner.net.critic[-1].bias.zero_()
+        losses.append(learner.update(batch, 0)["baseline_loss"])
+    assert losses[0] > 1.0
+    assert losses[1] == pytest.approx(0.01 * losses[0], rel=1e-5)

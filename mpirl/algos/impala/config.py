@@ -31,6 +31,11 @@ class ImpalaConfig:
                                    "here is a mean, so smaller values suit it).", min=0.0)
     max_grad_norm: float = opt(40.0, "Gradient-norm clipping threshold (0 disables).", min=0.0)
     gamma: float = opt(0.99, "Discount factor.", min=0.0, max=1.0)
+    reward_scale: float = opt(1.0, "Factor on the rewards in the learner's loss (episode returns and the stop "
+                                   "test stay unscaled). It sets the scale of the value targets, about "
+                                   "reward_scale / (1 - gamma) for a reward of 1 per step: with RMSprop or Adam "
+                                   "each parameter moves about lr per update, so targets near 10 are fitted "
+                                   "much sooner than targets near 100.", min=0.0)
     baseline_cost: float = opt(0.5, "Weight of the value (baseline) loss 0.5 * (v_s - V(x_s))^2.", min=0.0)
     entropy_cost: float = opt(0.01, "Weight of the entropy bonus (subtracted from the loss).", min=0.0)
     clip_rho_threshold: float = opt(1.0, "V-trace rho-bar: clipping of the importance weights in the value "

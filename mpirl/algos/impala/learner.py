@@ -66,7 +66,8 @@ class ImpalaLearner:
         T1, N = obs.shape[:2]
         logits, values = self.net(obs.reshape(T1 * N, -1))
         logits, values = logits.reshape(T1, N, -1), values.reshape(T1, N)
-        out = impala_loss(logits, values, t["logits"], t["action"], t["reward"], t["terminated"], t["reset"],
+        rewards = t["reward"] * a.reward_scale
+        out = impala_loss(logits, values, t["logits"], t["action"], rewards, t["terminated"], t["reset"],
                           a.gamma, a.baseline_cost, a.entropy_cost, a.clip_rho_threshold, a.clip_pg_rho_threshold)
         lr = lr_at(a, env_steps, self.total_env_steps)
         for group in self.opt.param_groups:
