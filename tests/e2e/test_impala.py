@@ -80,9 +80,6 @@ def test_cuda_learner_without_cuda_is_a_clear_error(run_mpirl, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("MPIRL_IMPALA_LEARNING") != "1",
-                    reason="IMPALA is asynchronous and its CartPole job reaches 475 greedy in ~85% of runs "
-                           "(issue 4 is open): a CI gate would fail too often. Run with MPIRL_IMPALA_LEARNING=1.")
 def test_cartpole_job_reaches_475(run_mpirl, tmp_path):
     run = str(tmp_path / "run")
     p = run_mpirl(["train", JOB, "--run-dir", run, "--set", "log.tensorboard=false"], n=3, timeout=240)
