@@ -28,11 +28,15 @@ def column(rows, key):
                                      ("gossip_a2c", 3), ("gossip_a2c", 4)])
 def test_runs_and_shuts_down_cleanly(run_mpirl, tmp_path, algo, n):
     run = str(tmp_path / "run")
-    p = run_mpirl(["train", JOBS[algo], "--run-dir", run, "--set", "total_env_steps=12000"] + SMALL, n=n, timeout=120)
+    # a3c with several workers: long enough that they overlap (a worker that finished importing torch
+    # first could do all of 12K steps alone in under a second, with no stale gradient at all).
+    steps = 60000 if algo == "a3c" and n > 2 else 12000
+    p = run_mpirl(["train", JOBS[algo], "--run-dir", run, "--set", f"total_env_steps={steps}"] + SMALL, n=n,
+                  timeout=120)
     assert p.returncode == 0, p.stderr
     rows = metrics(run)
     last = rows[-1]
-    assert int(last["env_steps"]) >= 12000 and int(last["updates"]) > 0 and int(last["episodes"]) > 0
+    assert int(last["env_steps"]) >= steps and int(last["updates"]) > 0 and int(last["episodes"]) > 0
     fracs = column(rows, "mpi_time_frac")
     assert fracs and all(0 <= f < 1 for f in fracs)
     ck = checkpoint.load(os.path.join(run, "checkpoints", "latest.h5"))
