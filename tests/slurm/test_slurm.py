@@ -150,3 +150,18 @@ def test_preempt_requeue_resume(cluster, tmp_path):
     assert after and min(after) > stopped, steps
     assert os.path.exists(f"{run}/checkpoints/ckpt-{total}.h5")
     assert len(read(f"{run}/slurm-restarts.log").splitlines()) == 2
+
+
+def test_multinode_template_through_srun(cluster, tmp_path):
+    # One node here: the template's own 2-node default is overridden, and srun (PMI-2) launches the
+    # ranks as it would with a site MPI, instead of the bundled mpiexec.
+    out = str(tmp_path)
+    jid = sbatch(cluster, out, "train-multinode.sbatch", JOB, "--set", "total_env_steps=10000", "--no-eval",
+                 *QUIET, options=["--nodes=1", "--ntasks-per-node=2"], extra_env={"MPIRL_LAUNCHER": "srun"})
+    info = wait_state(cluster, jid, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 120)
+    log = read(f"{out}/slurm-{jid}.out")
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", log
+    assert "launcher srun" in log, log
+    run = f"{out}/runs/frozenlake_q-{jid}"
+    assert env_steps_column(f"{run}/metrics.csv")[-1] == 10000
+    assert glob.glob(f"{run}/checkpoints/ckpt-10000.h5"), os.listdir(run)
