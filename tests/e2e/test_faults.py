@@ -177,6 +177,21 @@ def wait_for(what, test, proc, timeout_s=90.0):
         time.sleep(0.02)
 
 
+def signal_rank(proc, pid, sig, timeout_s, hang_message):
+    """Send ``sig`` to one rank of the job ``proc`` and wait for the job to end; returns (out, err, seconds).
+
+    The job's processes are recorded first so the test can check that none outlives it.
+    """
+    proc.known_pids = set(descendants(proc.pid))
+    sent_at = time.monotonic()
+    os.kill(pid, sig)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(hang_message)
+    return out, err, time.monotonic() - sent_at
+
+
 def last_row(run_dir):
     """The newest row of ``metrics.csv`` as a dict ({} before the first)."""
     try:
@@ -240,15 +255,8 @@ def test_kill_9_of_a_random_rank_ends_the_job_and_resume_continues(launch, tmp_p
     if not startup:
         wait_for("the first checkpoint", lambda: os.path.exists(os.path.join(ckpt_dir, "latest.h5")), proc)
     time.sleep(delay)
-    pids = rank_pids(proc.pid)
-    proc.known_pids = set(descendants(proc.pid))
-    killed_at = time.monotonic()
-    os.kill(pids[victim], signal.SIGKILL)
-    try:
-        out, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"seed {seed}: the job still runs 30 s after kill -9 of rank {victim}")
-    took = time.monotonic() - killed_at
+    out, err, took = signal_rank(proc, rank_pids(proc.pid)[victim], signal.SIGKILL, 30,
+                                 f"seed {seed}: the job still runs 30 s after kill -9 of rank {victim}")
     KILL_TIMES[seed] = took
     detail = f"seed {seed} rank {victim} startup={startup} delay={delay:.2f}s rc={proc.returncode}\n{err[-3000:]}"
     sys.stderr.write(f"\n[faults] seed {seed}: {TORCH_TRIALS.get(seed, 'tabular_q')} rank {victim} "
@@ -350,15 +358,8 @@ def test_a_stopped_actor_is_named_and_the_job_aborts(launch, tmp_path, algo):
         return float(row.get(key) or 0) > 0 and os.path.exists(os.path.join(run, "checkpoints", "latest.h5"))
 
     wait_for(f"rank {victim} to deliver and a checkpoint", victim_delivered, proc)
-    pids = rank_pids(proc.pid)
-    proc.known_pids = set(descendants(proc.pid))
-    stopped_at = time.monotonic()
-    os.kill(pids[victim], signal.SIGSTOP)
-    try:
-        out, err = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{algo}: the job still runs 15 s after SIGSTOP of rank {victim}")
-    took = time.monotonic() - stopped_at
+    out, err, took = signal_rank(proc, rank_pids(proc.pid)[victim], signal.SIGSTOP, 15,
+                                 f"{algo}: the job still runs 15 s after SIGSTOP of rank {victim}")
     sys.stderr.write(f"\n[faults] {algo}: SIGSTOP rank {victim} -> exit {proc.returncode} after {took:.2f} s\n")
     detail = f"rc={proc.returncode} after {took:.1f} s\n{err[-3000:]}"
     assert proc.returncode == 4, detail
