@@ -29,8 +29,9 @@ install-test: $(VENV)/.installed-test
 run: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" mpirun -n $(NP) mpirl train $(JOB)
 
-# tests/slurm starts a one-node SLURM cluster itself (root: installs slurm-wlm and munge with apt-get) and
-# is skipped with its reason otherwise; -rs prints the reasons of skipped tests.
+# tests/slurm starts a one-node SLURM cluster, then an emulated two-node one (network namespaces), itself
+# (root: installs slurm-wlm and munge with apt-get) and is skipped with its reason otherwise; -rs prints
+# the reasons of skipped tests.
 test: $(VENV)/.installed-test shellcheck
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests
 	PATH="$(abspath $(BIN)):$$PATH" MPIEXEC_TIMEOUT=600 mpirun -n 2 $(MPI_PYTEST)

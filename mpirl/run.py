@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import socket
 import sys
 import time
 
@@ -112,6 +113,10 @@ class RunContext:
         self.restored_extra = {}
         self.restored_rank_arrays = {}
         self.last_counters: dict = {}  # the counters of the newest checkpoint this run wrote
+        # Where each rank runs, for the log and timings.json: placement is the first question on a cluster.
+        self.hosts = world.gather_json(socket.gethostname())
+        if self.hosts is not None:
+            self.logger.message(f"mpirl: {self.size} ranks on {describe_hosts(self.hosts)}")
         if os.environ.get("SLURM_JOB_ID"):
             self.logger.message(f"mpirl: SLURM job {os.environ['SLURM_JOB_ID']}, "
                                 f"SLURM_RESTART_COUNT={os.environ.get('SLURM_RESTART_COUNT', '0')}")
@@ -232,11 +237,30 @@ class RunContext:
         times = self.world.gather_json({"first_env_step_unix": self.first_step_time})
         if self.world.is_learner:
             with open(os.path.join(self.run_dir, "timings.json"), "w") as f:
-                json.dump({"ranks": self.size, "first_env_step_unix": [t["first_env_step_unix"] for t in times],
+                json.dump({"ranks": self.size, "hosts": self.hosts, "first_env_step_unix": [t["first_env_step_unix"] for t in times],
                            "process_start_unix": _process_start(),
                            # The unix time at which wall_time_s was 0 (earlier by the restored wall time).
                            "wall_time_zero_unix": self.start_unix - self.wall_offset}, f, indent=1)
         self.logger.close()
+
+
+def describe_hosts(hosts: list) -> str:
+    """'2 hosts: a (ranks 0-1), b (ranks 2-3)' from one hostname per rank, in rank order."""
+    groups: dict = {}
+    for rank, host in enumerate(hosts):
+        groups.setdefault(host, []).append(rank)
+
+    def spans(ranks):
+        out, start = [], ranks[0]
+        for prev, cur in zip(ranks, ranks[1:] + [None]):
+            if cur != prev + 1:
+                out.append(f"{start}" if start == prev else f"{start}-{prev}")
+                start = cur
+        return ",".join(out)
+
+    n = len(groups)
+    return f"{n} host{'s' if n > 1 else ''}: " + ", ".join(
+        f"{h} (rank{'s' if len(r) > 1 else ''} {spans(r)})" for h, r in groups.items())
 
 
 def _process_start() -> float:

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -41,6 +42,10 @@ def test_train_writes_the_run_directory_and_eval_inspect_read_it(mpirl, tmp_path
     assert set(["env_steps", "updates", "wall_time_s", "episode_return_mean", "episodes"]) <= set(table[0])
     steps = [int(r["env_steps"]) for r in table]
     assert steps == sorted(steps) and steps[-1] == 20000
+    with open(os.path.join(run, "timings.json")) as f:
+        timings = json.load(f)
+    assert timings["ranks"] == 2 and timings["hosts"] == [socket.gethostname()] * 2
+    assert f"mpirl: 2 ranks on 1 host: {socket.gethostname()} (ranks 0-1)" in p.stdout + p.stderr
 
     e = mpirl(["eval", os.path.join(run, "checkpoints", "latest.h5"), "--episodes", "30", "--seed", "1"])
     assert e.returncode == 0, e.stderr

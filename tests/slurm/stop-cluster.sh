@@ -1,6 +1,7 @@
 #!/bin/bash
-# Stop the test cluster started by start-cluster.sh: cancel jobs, stop slurmd and slurmctld (by the
-# pids in their pid files), stop munged if start-cluster.sh started it, remove STATE_DIR.
+# Stop the test cluster started by start-cluster.sh: cancel jobs, stop the slurmd(s) and slurmctld (by the
+# pids in their pid files), stop munged if start-cluster.sh started it, delete the emulated nodes' network
+# namespaces and bridge if any, remove STATE_DIR.
 #   tests/slurm/stop-cluster.sh [STATE_DIR]     (default /tmp/mpirl-slurm)
 set -uo pipefail
 dir=${1:-/tmp/mpirl-slurm}
@@ -20,9 +21,19 @@ stop_pid() {  # pidfile: TERM, wait up to 10 s, then KILL
     done
     kill -KILL "$pid" 2>/dev/null || true
 }
-stop_pid "$dir/slurmd.pid"
+for pidfile in "$dir"/slurmd*.pid; do
+    stop_pid "$pidfile"
+done
 stop_pid "$dir/slurmctld.pid"
 if [[ -f "$dir/munged.started-by-us" ]]; then
     stop_pid /run/munge/munged.pid
+fi
+if [[ -f "$dir/netns" ]]; then
+    while read -r ns; do
+        ip netns del "$ns" 2>/dev/null || true  # takes the node's end of its veth pair, and so the pair, along
+    done <"$dir/netns"
+fi
+if [[ -f "$dir/bridge" ]]; then
+    ip link del "$(cat "$dir/bridge")" 2>/dev/null || true
 fi
 rm -rf "$dir"

@@ -86,3 +86,11 @@ def test_configuration_doc_is_generated_from_the_dataclasses():
     # docs/configuration.md embeds the generated reference; regenerate with `python -m mpirl.config`.
     doc = open(os.path.join(ROOT, "docs", "configuration.md")).read()
     assert markdown_reference() in doc
+
+
+def test_describe_hosts_groups_ranks_by_host_in_rank_order():
+    from mpirl.run import describe_hosts
+
+    assert describe_hosts(["a"]) == "1 host: a (rank 0)"
+    assert describe_hosts(["n1", "n1", "n2", "n2"]) == "2 hosts: n1 (ranks 0-1), n2 (ranks 2-3)"
+    assert describe_hosts(["a", "b", "a", "a", "b"]) == "2 hosts: a (ranks 0,2-3), b (ranks 1,4)"
