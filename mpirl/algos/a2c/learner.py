@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mpirl.algos._nonfinite import NonFiniteGuard
+from mpirl.algos._optim import make_optimizer
 from mpirl.algos.impala.learner import lr_at
 from mpirl.comm.buffers import flat_gradients, flat_parameters
 from mpirl.functional.a2c import a2c_loss
@@ -45,12 +46,8 @@ class ActorCriticLearner:
         self.net = make_network(a, obs_dim, num_actions)
         self.flat = flat_parameters(self.net)
         self.grad = flat_gradients(self.net, grad_out)
-        if a.optimizer == "adam":
-            self.opt = torch.optim.Adam(self.net.parameters(), lr=a.lr, foreach=True)
-        else:
-            # Non-centred RMSprop: the "shared RMSprop" of Mnih et al. 2016 when one optimizer serves all workers.
-            self.opt = torch.optim.RMSprop(self.net.parameters(), lr=a.lr, alpha=a.rmsprop_alpha,
-                                           eps=a.rmsprop_eps, foreach=True)
+        self.opt = make_optimizer(a.optimizer, self.net.parameters(), a.lr, fused=False,
+                                  rmsprop_alpha=a.rmsprop_alpha, rmsprop_eps=a.rmsprop_eps)
         self.updates = 0
 
     def compute_gradient(self, unroll: dict) -> dict:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from mpirl.algos._nonfinite import NonFiniteGuard, total_grad_norm
+from mpirl.algos._optim import make_optimizer
 from mpirl.comm.buffers import flat_parameters
 from mpirl.functional import double_q_targets, dqn_loss
 from mpirl.nets import QNetwork
@@ -26,21 +27,6 @@ def replay_spec(obs_dim: int) -> dict:
 def make_network(a, obs_dim: int, num_actions: int) -> QNetwork:
     """The Q-network the config describes."""
     return QNetwork(obs_dim, num_actions, hidden=tuple(a.hidden), dueling=a.dueling)
-
-
-def make_optimizer(kind: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
-    """Adam or RMSprop with the fewest kernel launches the installed torch offers.
-
-    Small MLPs are bound by per-tensor call overhead: fused Adam (torch >= 2.4
-    on CPU) or the multi-tensor ``foreach`` path cut a learner update by ~20%.
-    """
-    params = list(params)
-    if kind == "adam":
-        try:
-            return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
-        except (RuntimeError, TypeError):
-            return torch.optim.Adam(params, lr=lr, foreach=True, **kwargs)
-    return torch.optim.RMSprop(params, lr=lr, foreach=True, **kwargs)
 
 
 class DQNLearner:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from mpirl.algos._nonfinite import NonFiniteGuard, total_grad_norm
+from mpirl.algos._optim import make_optimizer
 from mpirl.comm.buffers import flat_parameters
 from mpirl.functional import impala_loss
 from mpirl.nets import ActorCritic
@@ -44,11 +45,8 @@ class ImpalaLearner:
         else:
             self.net.to(self.device)
             self.flat = np.zeros(sum(p.numel() for p in self.net.parameters()), np.float32)
-        if a.optimizer == "adam":
-            self.opt = torch.optim.Adam(self.net.parameters(), lr=a.lr, foreach=True)
-        else:
-            self.opt = torch.optim.RMSprop(self.net.parameters(), lr=a.lr, alpha=a.rmsprop_alpha,
-                                           eps=a.rmsprop_eps, foreach=True)
+        self.opt = make_optimizer(a.optimizer, self.net.parameters(), a.lr, fused=False,
+                                  rmsprop_alpha=a.rmsprop_alpha, rmsprop_eps=a.rmsprop_eps)
         self.updates = 0
 
     def weights(self) -> np.ndarray:
