@@ -108,7 +108,7 @@ def test_a2c_loss_and_its_gradient_match_the_reference(T, B, seed):
     out = a2c_loss(lg1, v1, t(actions, torch.int64), t(rewards), t(term, torch.bool), t(reset, torch.bool),
                    0.9, 0.5, 0.01)
     ref = slow_loss(lg2, v2, actions, rewards, term, trunc, reset, 0.9, 0.5, 0.01)
-    assert math.isclose(float(out.loss.detach()), float(ref), rel_tol=1e-10, abs_tol=1e-12)
+    assert math.isclose(float(out.loss.detach()), float(ref.detach()), rel_tol=1e-10, abs_tol=1e-12)
     out.loss.backward()
     ref.backward()
     np.testing.assert_allclose(lg1.grad.numpy(), lg2.grad.numpy(), atol=1e-12)
