@@ -180,6 +180,21 @@ def shutdown_requested(world, source: int | None = None) -> bool:
     return False
 
 
+def deliver_all(world, senders: dict, what: str) -> None:
+    """Rank 0: wait until every rank's Sender (``senders``: rank -> Sender) has completed its sends.
+
+    The wait has the deadline ``fault.actor_timeout_s`` (``World.watch_actors``;
+    0: none): a rank that never takes its message (stopped or hung) is named in
+    a :class:`~mpirl.errors.SilentRankError` instead of hanging the job.
+    """
+    timeout = world.actor_timeout_s or None
+    if poll_until(lambda: all(s.free_slot() is not None for s in senders.values()), timeout):
+        return
+    late = [r for r, s in senders.items() if s.free_slot() is None]
+    raise SilentRankError(silent_message(late, world.actor_timeout_s,
+                                         f"rank 0 waited {timeout:g} s for {what} to be taken"))
+
+
 _GOODBYE = MessageSpec({"rank": ((), np.int64)})
 
 

@@ -98,3 +98,36 @@ def test_without_a_timeout_nothing_is_watched(world):
         assert rx.recv(timeout_s=0.2) is None
         rx.close()
     world.barrier()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_deliver_all_names_the_rank_that_never_takes_its_message(world):
+    # 4 MiB: past every eager limit, so a send completes only when its receiver takes it.
+    from mpirl.comm.p2p import deliver_all
+
+    world.watch_actors(TIMEOUT_S)
+    spec = MessageSpec({"x": ((1 << 19,), np.float64)})
+    silent = world.size - 1
+    if world.rank == 0:
+        senders = {r: Sender(world, spec, 9, slots=1) for r in world.actor_ranks}
+        for r, tx in senders.items():
+            tx.buffer(0)["x"] = r
+            tx.send(0, r)
+        start = time.monotonic()
+        with pytest.raises(SilentRankError) as err:
+            deliver_all(world, senders, "the stop message")
+        assert TIMEOUT_S <= time.monotonic() - start < TIMEOUT_S + 2
+        assert str(err.value) == (f"rank {silent} went silent: rank 0 waited {TIMEOUT_S:g} s for the stop message "
+                                  f"to be taken (fault.actor_timeout_s = {TIMEOUT_S:g}); stopped, hung or far too "
+                                  f"slow; aborting the job")
+        for tx in senders.values():
+            assert tx.flush(timeout_s=20)  # the sleeper takes it in the end
+    else:
+        if world.rank == silent:
+            time.sleep(TIMEOUT_S + 1.0)
+        rx = Receiver(world, spec, 9, [0], watch=False)
+        _, msg = rx.recv(timeout_s=20)
+        assert msg["x"][0] == world.rank
+        rx.close()
+    world.watch_actors(0)
+    world.barrier()

@@ -29,8 +29,7 @@ from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.learner import ActorCriticLearner
 from mpirl.algos.impala.actor import UnrollActor
 from mpirl.comm.buffers import MessageSpec
-from mpirl.comm.p2p import Receiver, Sender
-from mpirl.comm.wait import poll_until
+from mpirl.comm.p2p import Receiver, Sender, deliver_all
 
 TAG_GRAD, TAG_PARAMS = 31, 32
 STATS = ("pg_loss", "value_loss", "entropy", "mpi_s", "wall_s")
@@ -149,7 +148,7 @@ def _serve(ctx, learner, gspec, pspec) -> dict:
             told.add(rank)
             rx.stop_watching(rank)  # it will send nothing more: its silence is no fault
         reply(rank, done)
-    poll_until(lambda: all(s.free_slot() is not None for s in replies.values()))
+    deliver_all(world, replies, "the stop message")  # a worker silent now must not hang the job
     rx.close()
     ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
     return learner.state_dict()
