@@ -112,6 +112,21 @@ def preempt_and_restart(env, job_id, out_dir):
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env, timeout=30)
 
 
+def preempted_run(env, out_dir, script, total=400_000, options=(), extra_env=None):
+    """A FrozenLake job of ``total`` steps preempted with USR1 once it makes progress; check that it
+    requeued, resumed from its checkpoint's env step and completed; return its output."""
+    jid = sbatch(env, out_dir, script, "jobs/frozenlake_q.toml", "--set", f"total_env_steps={total}",
+                 "--set", "checkpoint.interval_s=1", "--no-eval", *QUIET, options=options, extra_env=extra_env)
+    run = f"{out_dir}/runs/frozenlake_q-{jid}"
+    wait_for_rows(f"{run}/metrics.csv", 2)
+    preempt_and_restart(env, jid, out_dir)
+    info = wait_state(env, jid, timeout=150)
+    log = read(f"{out_dir}/slurm-{jid}.out")
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", log
+    check_resumed(log, run, total)
+    return log
+
+
 def check_resumed(log, run, total):
     """Assert a preempted job stopped, requeued, resumed from its checkpoint's env step and finished."""
     assert "mpirl exited with status 3" in log and "requeueing job" in log, log

@@ -10,8 +10,7 @@ import re
 
 import pytest
 
-from slurm_helpers import QUIET, check_resumed, cluster_env, env_steps_column, preempt_and_restart, read, \
-    sbatch, wait_for_rows, wait_state
+from slurm_helpers import QUIET, cluster_env, env_steps_column, preempted_run, read, sbatch, wait_state
 
 JOB = "jobs/frozenlake_q.toml"
 
@@ -52,16 +51,7 @@ def test_array_two_seeds(cluster, tmp_path):
 
 
 def test_preempt_requeue_resume(cluster, tmp_path):
-    out, total = str(tmp_path), 400_000
-    jid = sbatch(cluster, out, "train.sbatch", JOB, "--set", f"total_env_steps={total}",
-                 "--set", "checkpoint.interval_s=1", "--no-eval", *QUIET)
-    run = f"{out}/runs/frozenlake_q-{jid}"
-    wait_for_rows(f"{run}/metrics.csv", 2)
-    preempt_and_restart(cluster, jid, out)
-    info = wait_state(cluster, jid, timeout=150)
-    log = read(f"{out}/slurm-{jid}.out")
-    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", log
-    check_resumed(log, run, total)
+    preempted_run(cluster, str(tmp_path), "train.sbatch")
 
 
 def test_multinode_template_through_srun(cluster, tmp_path):
