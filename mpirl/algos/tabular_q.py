@@ -14,7 +14,10 @@ N times fewer steps each. Summing can overshoot when several ranks update the
 same entry with large steps, so the step size of an entry seen ``n`` times by
 all ranks, ``max(alpha_min, alpha * (1 + n)^-alpha_exponent)``, is capped at
 ``1 / ranks``. ``"mean"`` averages the changes (federated averaging): always
-stable, but it uses the extra ranks only to reduce noise.
+stable, but it uses the extra ranks only to reduce noise. ``"pooled"``
+weighs the changes by how far each rank's own steps moved an entry
+(:func:`pooled_combine`): no step cap, no overshoot, and exactly serial
+Q-learning at one rank.
 """
 from __future__ import annotations
 
@@ -48,9 +51,40 @@ class Config:
     epsilon_decay_steps: int = opt(20_000, "Env steps per rank over which epsilon decays linearly.", min=1)
     sync_every: int = opt(100, "Env steps per rank (per env copy) between two Allreduce syncs. With "
                                "combine = 'sum', an entry updated many times per rank between syncs can "
-                               "overshoot: CliffWalking needs <= 10-20 at 4 ranks.", min=1)
-    combine: str = opt("sum", "How tables are combined at a sync: 'sum' of changes or 'mean' of changes.",
-                       choices=["sum", "mean"])
+                               "overshoot (CliffWalking needs <= 10-20 at 4 ranks); 'pooled' cannot.", min=1)
+    combine: str = opt("sum", "How tables are combined at a sync: 'sum' of changes (step size capped at "
+                              "1/ranks), 'mean' of changes, or 'pooled' (changes weighed by each rank's own "
+                              "steps; no cap, cannot overshoot, for long sync windows and many ranks).",
+                       choices=["sum", "mean", "pooled"])
+
+
+def pooled_combine(q_sync: np.ndarray, delta_sum: np.ndarray, log_keep_sum: np.ndarray,
+                   moved_sum: np.ndarray) -> np.ndarray:
+    """The table after a sync with ``combine = "pooled"``, from sums over ranks r of per-entry values.
+
+    Between two syncs rank r updates an entry k times with steps a_1..a_k:
+    Q_r - Q_sync = sum_i a_i prod_{j>i} (1 - a_j) (T_i - Q_sync), a weighted
+    sum of its targets T_i whose weights add up to f_r = 1 - prod_i (1 - a_i)
+    (``moved``). So (Q_r - Q_sync) / f_r is rank r's weighted mean target
+    offset, and pooling all ranks' updates as one serial sequence moves the
+    entry by F = 1 - prod_r prod_i (1 - a_i) = 1 - exp(sum_r L_r) towards the
+    pooled mean, with L_r = sum_i log(1 - a_i) (``log_keep``):
+
+        Q = Q_sync + F * sum_r (Q_r - Q_sync) / sum_r f_r.
+
+    F <= 1 and the mean is a convex combination of targets, so no entry
+    passes the targets (no overshoot, no step cap); at one rank F = f_1 and
+    the result is serial Q-learning, the same as with "sum". Entries no rank updated
+    keep Q_sync. Arguments: ``delta_sum`` = sum_r (Q_r - Q_sync),
+    ``log_keep_sum`` = sum_r L_r (-inf where a step of 1 was taken),
+    ``moved_sum`` = sum_r f_r.
+    """
+    if not (q_sync.shape == delta_sum.shape == log_keep_sum.shape == moved_sum.shape):
+        raise ValueError(f"shapes differ: {q_sync.shape}, {delta_sum.shape}, {log_keep_sum.shape}, "
+                         f"{moved_sum.shape}")
+    moved_all = -np.expm1(log_keep_sum)  # F
+    ratio = np.divide(moved_all, moved_sum, out=np.zeros_like(moved_sum), where=moved_sum > 0)
+    return q_sync + delta_sum * ratio
 
 
 def check_env(cfg, env) -> None:
@@ -112,7 +146,10 @@ def train(ctx) -> dict:
 
     q_sync = q.copy()
     local_n = np.zeros_like(visits)
-    buf = np.zeros(2 * q.size + _CTRL)
+    pooled = a.combine == "pooled"
+    log_keep = np.zeros_like(q)  # pooled: sum of log(1 - step) per entry since the sync
+    tables = 4 if pooled else 2  # table change, visits (+ log_keep and moved for pooled)
+    buf = np.zeros(tables * q.size + _CTRL)
     cap = 1.0 / world.size if a.combine == "sum" else 1.0
     gamma = a.gamma
     target_steps = cfg.total_env_steps
@@ -140,6 +177,8 @@ def train(ctx) -> dict:
                 step = min(cap, max(a.alpha_min, a.alpha * (1.0 + n) ** -a.alpha_exponent))
                 q[s, act] += step * (target - q[s, act])
                 local_n[s, act] += 1
+                if pooled:
+                    log_keep[s, act] = -math.inf if step >= 1.0 else log_keep[s, act] + math.log1p(-step)
                 ep_ret[i] += r
                 steps += 1
                 if term or trunc:
@@ -153,16 +192,22 @@ def train(ctx) -> dict:
                 break  # every rank breaks at the same local step: the condition uses only agreed numbers
 
         # One Allreduce: table changes, visit counts and control values.
-        buf[:q.size] = (q - q_sync).ravel()
-        buf[q.size:2 * q.size] = local_n.ravel()
-        buf[2 * q.size:] = (steps, episodes, sum(window), len(window), float(ctx.checkpoint_due()), float(ctx.stop_requested()))
+        part = buf[:tables * q.size].reshape(tables, *q.shape)
+        part[0], part[1] = q - q_sync, local_n
+        if pooled:
+            part[2], part[3] = log_keep, -np.expm1(log_keep)
+        buf[tables * q.size:] = (steps, episodes, sum(window), len(window), float(ctx.checkpoint_due()),
+                                 float(ctx.stop_requested()))
         world.allreduce(buf)
-        delta = buf[:q.size].reshape(q.shape)
-        q[...] = q_sync + (delta if a.combine == "sum" else delta / world.size)
+        if pooled:
+            q[...] = pooled_combine(q_sync, part[0], part[2], part[3])
+            log_keep[...] = 0.0
+        else:
+            q[...] = q_sync + (part[0] if a.combine == "sum" else part[0] / world.size)
         q_sync[...] = q
-        visits += buf[q.size:2 * q.size].reshape(q.shape)
+        visits += part[1]
         local_n[...] = 0
-        g_steps, g_eps, ret_sum, ret_cnt, ckpt_vote, stop_vote = buf[2 * q.size:]
+        g_steps, g_eps, ret_sum, ret_cnt, ckpt_vote, stop_vote = buf[tables * q.size:]
         counters["env_steps"] += int(g_steps)
         counters["episodes"] += int(g_eps)
         counters["updates"] += 1
