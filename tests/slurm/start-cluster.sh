@@ -1,9 +1,9 @@
 #!/bin/bash
 # Start a SLURM cluster on this machine for the tests (root only).
 #   tests/slurm/start-cluster.sh [--nodes N] [STATE_DIR]     (default /tmp/mpirl-slurm)
-# Installs slurm-wlm and munge with apt-get if missing, writes STATE_DIR/slurm.conf (auth/munge,
-# proctrack/linuxproc, task/none, select/cons_tres, no accounting, SlurmdParameters=config_overrides so
-# jobs may oversubscribe the cores), starts munged, slurmctld and slurmd, and waits until the nodes are
+# Installs slurm-wlm and munge (and iproute2 for --nodes) with apt-get if missing, writes
+# STATE_DIR/slurm.conf (auth/munge, proctrack/linuxproc, task/none, select/cons_tres, no accounting,
+# SlurmdParameters=config_overrides so jobs may oversubscribe the cores), starts munged, slurmctld and slurmd, and waits until the nodes are
 # idle. Prints `export SLURM_CONF=...` on success.
 #
 # Without --nodes (or --nodes 1): one node, this host, CPUs=8.
@@ -40,6 +40,12 @@ fi
 host=$(hostname -s)
 mkdir -p "$dir"/{state,spool,log}
 if ((nodes > 1)); then
+    if ! command -v ip >/dev/null && command -v apt-get >/dev/null; then
+        echo "start-cluster: installing iproute2 with apt-get" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iproute2 >>"$dir.apt.log" 2>&1 \
+            || { apt-get update -q >>"$dir.apt.log" 2>&1 && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -q --no-install-recommends iproute2 >>"$dir.apt.log" 2>&1; }
+    fi
     for tool in ip nsenter unshare; do
         command -v "$tool" >/dev/null || skip "emulated nodes need $tool (iproute2, util-linux)"
     done
