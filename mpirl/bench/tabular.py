@@ -20,7 +20,9 @@ Wall seconds are those of that passing run: ``wall_s`` from launch to exit
 (start-up included) and ``train_s`` the run's own training time.
 
 Writes ``tabular_scaling.csv`` (one row per rank count and seed),
-``tabular_scaling.json`` (rows, summary, settings) and ``tabular_scaling.png``.
+``tabular_scaling.json`` (rows, summary, settings) and ``tabular_scaling.png``
+(``--name`` changes the stem); ``--set KEY=VALUE`` overrides job keys in every
+launch, e.g. ``--set tabular_q.combine=pooled``.
 Run it without mpirun: it launches mpirun itself.
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ import tempfile
 import time
 
 from mpirl.bench.output import pyplot, write_csv_json
+from mpirl.errors import UsageError
 
 TOLERANCE = 0.03
 COLUMNS = ("ranks", "seed", "steps_per_rank", "total_env_steps", "reached", "exact_return", "optimum",
@@ -57,7 +60,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--confirm", type=int, default=2,
                    help="further consecutive budgets that must pass too (default %(default)s)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per launch (default %(default)s)")
-    p.add_argument("--out-dir", default="docs/benchmarks", help="where tabular_scaling.* go (default %(default)s)")
+    p.add_argument("--out-dir", default="docs/benchmarks", help="where the output files go (default %(default)s)")
+    p.add_argument("--name", default="tabular_scaling",
+                   help="stem of the output files, e.g. to keep a variant apart (default %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a job key in every launch, e.g. --set tabular_q.combine=pooled (repeatable)")
     args = p.parse_args(argv)
     try:
         args.ranks = sorted({int(r) for r in args.ranks.split(",") if r.strip()})
@@ -82,12 +89,12 @@ def within_tolerance(value: float, optimum: float) -> bool:
 class Problem:
     """The job's environment model, horizon and optimum, computed once."""
 
-    def __init__(self, job: str):
+    def __init__(self, job: str, overrides=()):
         from mpirl import mdp
         from mpirl.config import load_job
         from mpirl.envs import episode_limit, make_env
 
-        self.cfg = load_job(job)
+        self.cfg = load_job(job, list(overrides))
         if self.cfg.algo != "tabular_q":
             raise SystemExit(f"mpirl bench tabular: {job} has algo {self.cfg.algo!r}, need 'tabular_q'")
         env = make_env(self.cfg.env, max_episode_steps=self.cfg.eval.max_episode_steps)
@@ -109,8 +116,9 @@ def _bin(name: str) -> str:
     return path if os.path.exists(path) else name
 
 
-def launch(job: str, ranks: int, seed: int, total: int, timeout: float) -> dict:
-    """One ``mpirun -n ranks mpirl train`` with budget ``total``; returns its final Q-table and timings."""
+def launch(job: str, ranks: int, seed: int, total: int, timeout: float, overrides=()) -> dict:
+    """One ``mpirun -n ranks mpirl train`` with budget ``total`` (and ``overrides``, KEY=VALUE strings);
+    returns its final Q-table and timings."""
     import numpy as np
 
     from mpirl import checkpoint
@@ -119,6 +127,8 @@ def launch(job: str, ranks: int, seed: int, total: int, timeout: float) -> dict:
     cmd = [_bin("mpirun"), "-n", str(ranks), _bin("mpirl"), "train", job, "--run-dir", run_dir, "--no-eval",
            "--set", f"seed={seed}", "--set", f"total_env_steps={total}", "--set", "checkpoint.interval_s=0",
            "--set", "log.tensorboard=false", "--set", "log.progress=false"]
+    for kv in overrides:
+        cmd += ["--set", kv]
     # A launcher's variables left in the environment would make mpirun join the wrong job.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "HYDI_", "OMPI_"))}
     env["MPIEXEC_TIMEOUT"] = str(int(timeout))
@@ -157,7 +167,7 @@ def steps_to_optimum(problem: Problem, args, ranks: int, seed: int, log=print) -
     grid = budget_grid(args.min_steps, args.max_steps, args.grid_ratio, problem.sync_every)
     tried, streak = [], 0
     for b in grid:
-        r = launch(args.job, ranks, seed, b * ranks, args.timeout)
+        r = launch(args.job, ranks, seed, b * ranks, args.timeout, args.set)
         r.update(budget=b, exact_return=problem.exact_return(r["q"]))
         r["ok"] = within_tolerance(r["exact_return"], problem.optimum)
         tried.append(r)
@@ -210,13 +220,13 @@ def format_table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(rows: list[dict], summary: list[dict], out_dir: str, meta: dict) -> list[str]:
-    """Write tabular_scaling.csv, .json and .png into ``out_dir``; returns their paths."""
+def write_outputs(rows: list[dict], summary: list[dict], out_dir: str, meta: dict,
+                  name: str = "tabular_scaling") -> list[str]:
+    """Write ``name``.csv, .json and .png into ``out_dir``; returns their paths."""
     import matplotlib.ticker
 
-    paths = write_csv_json(out_dir, "tabular_scaling", rows, COLUMNS,
-                           {"metadata": meta, "summary": summary, "rows": rows})
-    paths.append(os.path.join(out_dir, "tabular_scaling.png"))
+    paths = write_csv_json(out_dir, name, rows, COLUMNS, {"metadata": meta, "summary": summary, "rows": rows})
+    paths.append(os.path.join(out_dir, f"{name}.png"))
     plt = pyplot()
 
     ranks = [s["ranks"] for s in summary]
@@ -241,7 +251,9 @@ def write_outputs(rows: list[dict], summary: list[dict], out_dir: str, meta: dic
         if pts:
             a2.plot(*zip(*pts), "o-", label=label)
     a2.plot(ranks, [r / ranks[0] for r in ranks], "k--", lw=1, label="ideal")
-    a2.set(xlabel="ranks", ylabel=f"speedup vs {ranks[0]} rank(s)", title=f"{meta['job']} ({meta['cpus']} CPUs)")
+    variant = f" {' '.join(meta['overrides'])}" if meta.get("overrides") else ""
+    a2.set(xlabel="ranks", ylabel=f"speedup vs {ranks[0]} rank(s)",
+           title=f"{meta['job']}{variant} ({meta['cpus']} CPUs)")
     a2.set_xticks(ranks, [str(r) for r in ranks])
     a2.legend()
     fig.tight_layout()
@@ -253,7 +265,11 @@ def write_outputs(rows: list[dict], summary: list[dict], out_dir: str, meta: dic
 def main(argv: list[str]) -> int:
     """Run the scaling benchmark, print the table and write CSV/JSON/PNG."""
     args = parse_args(argv)
-    problem = Problem(args.job)
+    try:
+        problem = Problem(args.job, args.set)
+    except UsageError as e:
+        print(f"mpirl bench tabular: error: {e}", file=sys.stderr)
+        return 2
     print(f"mpirl bench tabular: {args.job}: optimum {problem.optimum:.4f} over {problem.horizon} steps; "
           f"target >= {problem.optimum - TOLERANCE * abs(problem.optimum):.4f}", flush=True)
     rows = []
@@ -264,12 +280,12 @@ def main(argv: list[str]) -> int:
     summary = summarise(rows, args.ranks)
     print()
     print(format_table(summary))
-    meta = {"job": args.job, "ranks": args.ranks, "seeds": args.seeds, "min_steps": args.min_steps,
+    meta = {"job": args.job, "overrides": args.set, "ranks": args.ranks, "seeds": args.seeds, "min_steps": args.min_steps,
             "max_steps": args.max_steps,
             "grid_ratio": args.grid_ratio, "confirm": args.confirm, "tolerance": TOLERANCE,
             "optimum": problem.optimum, "horizon": problem.horizon, "cpus": os.cpu_count(),
             "command": "mpirl bench tabular " + " ".join(argv), "bench_seconds": round(time.monotonic() - start, 1),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    for p in write_outputs(rows, summary, args.out_dir, meta):
+    for p in write_outputs(rows, summary, args.out_dir, meta, args.name):
         print(f"wrote {p}")
     return 0 if all(x["reached"] for x in rows) else 1
