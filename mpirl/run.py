@@ -237,15 +237,19 @@ class RunContext:
         times = self.world.gather_json({"first_env_step_unix": self.first_step_time})
         if self.world.is_learner:
             with open(os.path.join(self.run_dir, "timings.json"), "w") as f:
-                json.dump({"ranks": self.size, "hosts": self.hosts, "first_env_step_unix": [t["first_env_step_unix"] for t in times],
+                json.dump({"ranks": self.size, "hosts": self.hosts,
+                           "first_env_step_unix": [t["first_env_step_unix"] for t in times],
                            "process_start_unix": _process_start(),
                            # The unix time at which wall_time_s was 0 (earlier by the restored wall time).
                            "wall_time_zero_unix": self.start_unix - self.wall_offset}, f, indent=1)
         self.logger.close()
 
 
-def describe_hosts(hosts: list) -> str:
-    """'2 hosts: a (ranks 0-1), b (ranks 2-3)' from one hostname per rank, in rank order."""
+def describe_hosts(hosts: list, most: int = 8) -> str:
+    """'2 hosts: a (ranks 0-1), b (ranks 2-3)' from one hostname per rank, in rank order.
+
+    Past ``most`` hosts the rest is summarised (a log line, not a node list: that is timings.json).
+    """
     groups: dict = {}
     for rank, host in enumerate(hosts):
         groups.setdefault(host, []).append(rank)
@@ -259,8 +263,10 @@ def describe_hosts(hosts: list) -> str:
         return ",".join(out)
 
     n = len(groups)
-    return f"{n} host{'s' if n > 1 else ''}: " + ", ".join(
-        f"{h} (rank{'s' if len(r) > 1 else ''} {spans(r)})" for h, r in groups.items())
+    shown = [f"{h} (rank{'s' if len(r) > 1 else ''} {spans(r)})" for h, r in list(groups.items())[:most]]
+    if n > most:
+        shown.append(f"... {n - most} more (timings.json lists every rank's host)")
+    return f"{n} host{'s' if n > 1 else ''}: " + ", ".join(shown)
 
 
 def _process_start() -> float:

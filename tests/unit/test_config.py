@@ -94,3 +94,5 @@ def test_describe_hosts_groups_ranks_by_host_in_rank_order():
     assert describe_hosts(["a"]) == "1 host: a (rank 0)"
     assert describe_hosts(["n1", "n1", "n2", "n2"]) == "2 hosts: n1 (ranks 0-1), n2 (ranks 2-3)"
     assert describe_hosts(["a", "b", "a", "a", "b"]) == "2 hosts: a (ranks 0,2-3), b (ranks 1,4)"
+    many = describe_hosts([f"n{i // 4:03d}" for i in range(64)], most=2)
+    assert many == "16 hosts: n000 (ranks 0-3), n001 (ranks 4-7), ... 14 more (timings.json lists every rank's host)"
