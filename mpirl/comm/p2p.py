@@ -103,6 +103,10 @@ class Receiver:
         The returned message stays valid until the next message from the same
         source is returned (its buffer is then posted again): copy what you keep.
         """
+        # MPICH's Testany progresses the network only now and then; an Iprobe on any source makes a full
+        # progress pass. Without it, messages from another node over TCP crawl while same-node ones
+        # flow: Ape-X actors on a second node delivered 0-2.6K of 40K steps (docs/cluster.md).
+        self.world.comm.Iprobe(source=self.MPI.ANY_SOURCE, tag=self.tag)
         # Testany reports the lowest completed index: always starting at 0 would let the lowest
         # ranks starve the others whenever several are ready (IMPALA at -n 5: 196K vs 1K steps).
         n, first = len(self.requests), self._first

@@ -105,10 +105,14 @@ def preempt_and_restart(env, job_id, out_dir):
     """Send USR1 to the batch shell (as --signal=B:USR1 would), wait for the requeue, start it now."""
     subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=env, check=True, timeout=30)
     # The job checkpoints, exits 3, requeues itself and waits on its begin time: start it now.
+    # Wait for the requeued job itself (pending again), not just the restart count: right after the
+    # requeue the old run's end state can still show, and waiting for an end state would then return at once.
     deadline = time.monotonic() + 60
-    while int(job_info(env, job_id).get("Restarts", "0")) < 1:
-        assert time.monotonic() < deadline, read(f"{out_dir}/slurm-{job_id}.out")
+    info = job_info(env, job_id)
+    while not (int(info.get("Restarts", "0")) >= 1 and info.get("JobState") in ("PENDING", "RUNNING")):
+        assert time.monotonic() < deadline, (info.get("JobState"), read(f"{out_dir}/slurm-{job_id}.out"))
         time.sleep(0.5)
+        info = job_info(env, job_id)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env, timeout=30)
 
 
@@ -122,7 +126,7 @@ def preempted_run(env, out_dir, script, total=400_000, options=(), extra_env=Non
     preempt_and_restart(env, jid, out_dir)
     info = wait_state(env, jid, timeout=150)
     log = read(f"{out_dir}/slurm-{jid}.out")
-    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", log
+    assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", (info.get("JobState"), log)
     check_resumed(log, run, total)
     return log
 

@@ -9,8 +9,9 @@
 # Without --nodes (or --nodes 1): one node, this host, CPUs=8.
 # With --nodes N (N >= 2): N emulated nodes mpirln1..mpirlnN, CPUs=4 each. Every node's slurmd runs in its
 # own network, UTS (hostname) and mount namespace, joined to the host by a veth pair on a bridge
-# (10.231.X.0/24), with a bind-mounted /etc/hosts naming all nodes; the filesystem stays shared, as on a
-# cluster with a shared filesystem. Processes of a job see their node's hostname and network only, so MPI
+# (10.231.X.0/24), with a bind-mounted /etc/hosts naming all nodes and its own /dev/shm (MPI's shared
+# memory segments are per node: a shared /dev/shm made same-named segments of two nodes collide); the
+# rest of the filesystem stays shared, as on a cluster with a shared filesystem. Processes of a job see their node's hostname and network only, so MPI
 # treats the nodes as separate hosts (traffic between them crosses the bridge when the MPI transport is
 # TCP). Node 1 carries one GRES gpu whose device file is /dev/null: `--gpus=1` jobs schedule (on node 1),
 # but no CUDA device exists.
@@ -139,7 +140,8 @@ if ((nodes > 1)); then
                    dev ${ns}c && ip link set ${ns}c up"; } 2>>"$dir/log/net.err" \
             || skip "cannot create network namespace $ns: $(head -c 300 "$dir/log/net.err")"
         nsenter --net="/run/netns/$ns" unshare --uts --mount --propagation private sh -c \
-            "hostname mpirln$i && mount --bind '$dir/hosts' /etc/hosts && exec slurmd -f '$SLURM_CONF' -N mpirln$i" \
+            "hostname mpirln$i && mount --bind '$dir/hosts' /etc/hosts \
+             && mount -t tmpfs -o mode=1777,size=4g mpirl-shm /dev/shm && exec slurmd -f '$SLURM_CONF' -N mpirln$i" \
             >"$dir/log/slurmd-mpirln$i.out" 2>&1 || skip "slurmd on mpirln$i failed (see $dir/log/)"
     done
 else

@@ -7,6 +7,7 @@ both "nodes" share one kernel and pass messages through shared memory; over OFI/
 the nodes crosses the emulated network (the tests check the bytes on node 2's link). What this cannot
 show: a real interconnect, clock skew, or a node's kernel dying; see docs/cluster.md.
 """
+import csv
 import glob
 import json
 import os
@@ -16,8 +17,7 @@ import time
 
 import pytest
 
-from slurm_helpers import QUIET, cluster_env, env_steps_column, preempted_run, read, sbatch, wait_for_rows, \
-    wait_state
+from slurm_helpers import QUIET, cluster_env, preempted_run, read, sbatch, wait_for_rows, wait_state
 
 IMPALA = "jobs/cartpole_impala.toml"
 OVER_TCP = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"}
@@ -43,6 +43,12 @@ def link_bytes(env, node):
     return stats["rx"]["bytes"] + stats["tx"]["bytes"]
 
 
+def metrics_rows(path):
+    """metrics.csv as a list of dicts."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def pids_on_node(env, node, needle):
     """Pids of processes in node ``node``'s network namespace whose command line contains ``needle``."""
     ns = os.stat(f"/run/netns/{node_netns(env, node)}").st_ino
@@ -58,21 +64,26 @@ def pids_on_node(env, node, needle):
     return found
 
 
-def test_impala_learner_and_actors_over_two_nodes(cluster2, tmp_path):
+@pytest.mark.parametrize("algo", ["impala", "apex"])
+def test_learner_and_actors_over_two_nodes(cluster2, tmp_path, algo):
     out = str(tmp_path)
     before = link_bytes(cluster2, 2)
-    jid = sbatch(cluster2, out, "train-multinode.sbatch", IMPALA, "--set", "total_env_steps=40000", "--no-eval",
-                 *QUIET, options=FOUR_RANKS, extra_env=OVER_TCP)
+    jid = sbatch(cluster2, out, "train-multinode.sbatch", f"jobs/cartpole_{algo}.toml", "--set",
+                 "total_env_steps=40000", "--no-eval", *QUIET, options=FOUR_RANKS, extra_env=OVER_TCP)
     info = wait_state(cluster2, jid)
     log = read(f"{out}/slurm-{jid}.out")
     assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", log
     assert info["NodeList"] == "mpirln[1-2]" and "launcher mpiexec" in log and HOSTS_LINE in log, log
-    run = f"{out}/runs/cartpole_impala-{jid}"
+    run = f"{out}/runs/cartpole_{algo}-{jid}"
     assert json.loads(read(f"{run}/timings.json"))["hosts"] == ["mpirln1"] * 2 + ["mpirln2"] * 2
-    assert env_steps_column(f"{run}/metrics.csv")[-1] >= 40000
+    last = metrics_rows(f"{run}/metrics.csv")[-1]
+    assert int(last["env_steps"]) >= 40000
     assert glob.glob(f"{run}/checkpoints/ckpt-*.h5"), os.listdir(run)
-    # Node 2's two actors sent ~27K steps of trajectories and got weights back over the emulated network.
-    assert link_bytes(cluster2, 2) - before > 300_000
+    # The actors on node 2 (ranks 2, 3) deliver their share over the emulated network: before the comm
+    # layer's Receiver forced full progress passes, Ape-X's delivered 0-11% of the steps over TCP.
+    remote = int(last["env_steps_actor2"]) + int(last["env_steps_actor3"])
+    assert remote >= 0.2 * int(last["env_steps"]), last
+    assert link_bytes(cluster2, 2) - before > 200_000
 
 
 @pytest.mark.parametrize("launcher", ["mpiexec", "srun"])
