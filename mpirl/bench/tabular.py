@@ -280,8 +280,8 @@ def main(argv: list[str]) -> int:
     summary = summarise(rows, args.ranks)
     print()
     print(format_table(summary))
-    meta = {"job": args.job, "overrides": args.set, "ranks": args.ranks, "seeds": args.seeds, "min_steps": args.min_steps,
-            "max_steps": args.max_steps,
+    meta = {"job": args.job, "overrides": args.set, "ranks": args.ranks, "seeds": args.seeds,
+            "min_steps": args.min_steps, "max_steps": args.max_steps,
             "grid_ratio": args.grid_ratio, "confirm": args.confirm, "tolerance": TOLERANCE,
             "optimum": problem.optimum, "horizon": problem.horizon, "cpus": os.cpu_count(),
             "command": "mpirl bench tabular " + " ".join(argv), "bench_seconds": round(time.monotonic() - start, 1),
