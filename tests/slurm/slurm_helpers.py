@@ -4,6 +4,7 @@ The clusters come from tests/slurm/start-cluster.sh (root only; installs slurm-w
 if missing); when one cannot start, the tests that need it skip with the script's reason (`pytest -rs`
 prints it; `make test` passes -rs).
 """
+import csv
 import os
 import re
 import socket
@@ -86,11 +87,15 @@ def read(path):
         return f.read()
 
 
+def metrics_rows(metrics):
+    """A metrics.csv as a list of dicts."""
+    with open(metrics, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def env_steps_column(metrics):
     """The env_steps column of a metrics.csv as ints."""
-    lines = read(metrics).splitlines()
-    col = lines[0].split(",").index("env_steps")
-    return [int(float(line.split(",")[col])) for line in lines[1:]]
+    return [int(float(row["env_steps"])) for row in metrics_rows(metrics)]
 
 
 def wait_for_rows(metrics, rows, timeout=60):

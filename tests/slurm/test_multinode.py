@@ -7,7 +7,6 @@ both "nodes" share one kernel and pass messages through shared memory; over OFI/
 the nodes crosses the emulated network (the tests check the bytes on node 2's link). What this cannot
 show: a real interconnect, clock skew, or a node's kernel dying; see docs/cluster.md.
 """
-import csv
 import glob
 import json
 import os
@@ -17,7 +16,8 @@ import time
 
 import pytest
 
-from slurm_helpers import QUIET, cluster_env, preempted_run, read, sbatch, wait_for_rows, wait_state
+from slurm_helpers import QUIET, cluster_env, metrics_rows, preempted_run, read, sbatch, wait_for_rows, \
+    wait_state
 
 IMPALA = "jobs/cartpole_impala.toml"
 OVER_TCP = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"}
@@ -41,12 +41,6 @@ def link_bytes(env, node):
                        capture_output=True, text=True, check=True, timeout=30)
     stats = json.loads(r.stdout)[0]["stats64"]
     return stats["rx"]["bytes"] + stats["tx"]["bytes"]
-
-
-def metrics_rows(path):
-    """metrics.csv as a list of dicts."""
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def pids_on_node(env, node, needle):
