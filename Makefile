@@ -8,7 +8,7 @@ JOB ?= jobs/frozenlake_q.toml
 # pytest under mpirun: no cache (ranks would race on it), quiet, only the MPI-marked tests.
 MPI_PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider --with-mpi -m mpi tests/mpi
 
-.PHONY: run test install install-test bench clean shellcheck
+.PHONY: run test test-phases install install-test bench clean shellcheck
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,20 @@ run: $(VENV)/.installed
 # (root: installs slurm-wlm and munge with apt-get) and is skipped with its reason otherwise; -rs prints
 # the reasons of skipped tests.
 test: $(VENV)/.installed-test shellcheck
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests
-	PATH="$(abspath $(BIN)):$$PATH" MPIEXEC_TIMEOUT=600 mpirun -n 2 $(MPI_PYTEST)
-	PATH="$(abspath $(BIN)):$$PATH" MPIEXEC_TIMEOUT=600 mpirun -n 4 $(MPI_PYTEST)
+	@$(MAKE) --no-print-directory test-phases
+
+# Every phase runs even when an earlier one failed (one failure must not hide the others); the target
+# fails if any phase did, and its last line names the phases that failed. PYTEST and MPIRUN can be
+# overridden (tests/unit/test_makefile.py checks this logic with stand-ins).
+PYTEST ?= $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests
+MPIRUN ?= MPIEXEC_TIMEOUT=600 mpirun
+test-phases:
+	@export PATH="$(abspath $(BIN)):$$PATH"; failed=""; \
+	$(PYTEST) || failed="$$failed pytest"; \
+	$(MPIRUN) -n 2 $(MPI_PYTEST) || failed="$$failed mpi-n2"; \
+	$(MPIRUN) -n 4 $(MPI_PYTEST) || failed="$$failed mpi-n4"; \
+	if [ -n "$$failed" ]; then echo "make test: failed phases:$$failed"; exit 1; fi; \
+	echo "make test: all phases passed (pytest, mpi-n2, mpi-n4)"
 
 # shellcheck lints the slurm/ templates (tests/unit/test_slurm_templates.py); installed with apt-get as root.
 shellcheck:
