@@ -43,6 +43,9 @@ def train(ctx) -> dict:
                              cfg.fault.max_nonfinite)
         if ctx.restored_state:
             learner.load_state_dict(ctx.restored_state)
+        # The update count drives the target-copy schedule and the logged/checkpointed counter:
+        # continue it (a resumed run without a saved replay makes no update until learning_starts).
+        learner.updates = counters["updates"]
         net, flat = learner.online, learner.flat
         recv = np.empty((world.size, traj.spec.nbytes), np.uint8)
         envs.close()
