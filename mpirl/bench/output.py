@@ -1,4 +1,10 @@
-"""Where benchmarks put their figures: ``<stem>.csv``, ``<stem>.json`` and a matplotlib (Agg) handle."""
+"""What the benchmarks share: their parser, ``--out-dir`` and ``--ranks`` options, output files and plots.
+
+Every bench writes ``<stem>.csv`` and ``<stem>.json`` (and ``<stem>.png``
+where a plot helps) into ``--out-dir``, by default a fresh
+``runs/bench-<what>-<timestamp>``; the recorded figures in docs/benchmarks
+change only when asked for with ``--out-dir docs/benchmarks``.
+"""
 from __future__ import annotations
 
 import argparse
@@ -32,6 +38,66 @@ def pyplot():
     return plt
 
 
+MATPLOTLIB_EXTRA = 'pip install "mpirl[bench]"'
+
+
+def have_matplotlib() -> bool:
+    """Whether matplotlib can be imported (it comes with the ``bench`` extra)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def warn_if_no_matplotlib(what: str, png: str) -> None:
+    """At a bench's start: one line saying the figure will be skipped, so one can stop and install it."""
+    if not have_matplotlib():
+        print(f"mpirl bench {what}: note: matplotlib is not installed: {png} will be skipped "
+              f"(the CSV/JSON are written; for the figure: {MATPLOTLIB_EXTRA})", flush=True)
+
+
+def pyplot_or_skip(what: str, png_path: str):
+    """:func:`pyplot`, or None after one line saying the PNG is skipped and which extra brings matplotlib."""
+    try:
+        return pyplot()
+    except ImportError:
+        print(f"mpirl bench {what}: skipped {png_path}: matplotlib is not installed "
+              f"(the figure is the point of it: {MATPLOTLIB_EXTRA})", flush=True)
+        return None
+
+
+def print_written(paths) -> None:
+    """The last line of every bench: where its files are."""
+    print("wrote " + ", ".join(paths), flush=True)
+
+
+def description(doc: str) -> str:
+    """A parser description from a bench module's docstring: its first paragraph, without RST backticks."""
+    return " ".join(doc.split("\n\n")[0].split()).replace("`", "")
+
+
+def bench_parser(what: str, doc: str) -> argparse.ArgumentParser:
+    """The ``mpirl bench <what>`` parser, described by the first paragraph of the module docstring."""
+    return argparse.ArgumentParser(prog=f"mpirl bench {what}", description=description(doc))
+
+
+def plural(n, word: str) -> str:
+    """``1 rank``, ``2 ranks``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders the numbers in names by value: ``env_steps_actor2`` before ``env_steps_actor10``."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
+def ordered_columns(rows, first=()) -> list:
+    """CSV columns: ``first``, then every other key of ``rows`` in :func:`natural_key` order."""
+    rest = {k for r in rows for k in r if k not in first}
+    return list(first) + sorted(rest, key=natural_key)
+
+
 def default_out_dir(what: str) -> str:
     """``runs/bench-<what>-<timestamp>``: benches write into a run folder unless told ``--out-dir``."""
     return os.path.join("runs", f"bench-{what}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -54,6 +120,25 @@ def int_list(text: str) -> list:
         lo = int(m.group(1))
         out.extend(range(lo, int(m.group(2) or lo) + 1))
     return out
+
+
+def format_ints(values) -> str:
+    """``[0, 1, 2, 3, 5]`` -> ``0-3,5``: the :func:`int_list` spelling of a default."""
+    parts, i = [], 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        parts.append(f"{values[i]}-{values[j]}" if j - i >= 2 else ",".join(map(str, values[i:j + 1])))
+        i = j + 1
+    return ",".join(parts)
+
+
+def add_int_list(parser: argparse.ArgumentParser, flag: str, default: list, help: str) -> None:
+    """An option taking integers as ``4``, ``2,3,5``, ``0-9``, ``1,4-6`` or several of those
+    separated by spaces; read it with :func:`flat_ints`."""
+    parser.add_argument(flag, type=int_list, nargs="+", default=list(default), metavar="N",
+                        help=f"{help}; given as 4, 2,3,5, 2-5 or 4 2 (default {format_ints(list(default))})")
 
 
 def flat_ints(groups) -> list:
