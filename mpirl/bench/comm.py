@@ -7,7 +7,10 @@ hits them alike: ``mpirl`` (World collectives and Isend/Irecv completed with
 block inside MPI) and ``pickle`` (mpi4py lowercase calls on a numpy array).
 Modelled on mpi4py's demo/osu_latency.py: warm-up iterations, a barrier, then
 MPI.Wtime around a timed loop. Rank 0 prints a table and writes comm.csv,
-comm.json and comm.png.
+comm.json and comm.png into ``--out-dir`` (default a new
+runs/bench-comm-<timestamp>; ``--out-dir docs/benchmarks`` updates the
+recorded figures). Without matplotlib (``pip install "mpirl[bench]"``) the
+PNG is skipped with a note.
 
 This module imports mpi4py directly (lazily): comparing against raw MPI is its
 whole point, so it is the one exception to "only mpirl.comm imports mpi4py".
@@ -22,7 +25,8 @@ import sys
 
 import numpy as np
 
-from mpirl.bench.output import pyplot, write_csv_json
+from mpirl.bench.output import (add_out_dir, bench_parser, plural, print_written, pyplot_or_skip,
+                                warn_if_no_matplotlib, write_csv_json)
 
 OPS = ("bcast", "gather", "allreduce", "p2p")
 IMPLS = ("mpirl", "raw", "pickle")
@@ -32,17 +36,26 @@ NEED_2_RANKS = "mpirl bench comm: needs at least 2 MPI ranks (run it as: mpirun 
 COLUMNS = ("op", "impl", "bytes", "latency_us", "bandwidth_MBps", "ranks", "repeats")
 
 
+def parser() -> argparse.ArgumentParser:
+    """The ``mpirl bench comm`` option parser."""
+    p = bench_parser("comm", __doc__)
+    p.add_argument("--min-bytes", type=int, default=8, help="smallest message in bytes (default %(default)s)")
+    p.add_argument("--max-bytes", type=int, default=None,
+                   help="largest message in bytes (default 64 MiB, 1 MiB with --quick)")
+    p.add_argument("--factor", type=int, default=4, help="ratio between successive sizes (default %(default)s)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="timed iterations per size (default: ~256 MiB moved, 1000 shrinking to 10 at 64 MiB; "
+                        "5 with --quick)")
+    p.add_argument("--repeats", type=int, default=3, help="sweeps to take the median over (default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="few iterations, up to 1 MiB (for tests; default off)")
+    p.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of the ops (default %(default)s)")
+    add_out_dir(p, "comm")
+    return p
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """Parse the ``mpirl bench comm`` options."""
-    p = argparse.ArgumentParser(prog="mpirl bench comm", description=__doc__.split("\n\n")[0])
-    p.add_argument("--min-bytes", type=int, default=8, help="smallest message (default 8)")
-    p.add_argument("--max-bytes", type=int, default=None, help="largest message (default 64 MiB, 1 MiB with --quick)")
-    p.add_argument("--factor", type=int, default=4, help="ratio between successive sizes (default 4)")
-    p.add_argument("--iters", type=int, default=None, help="timed iterations per size (default: 1000 shrinking to 10 at 64 MiB)")
-    p.add_argument("--repeats", type=int, default=3, help="sweeps to take the median over (default 3)")
-    p.add_argument("--quick", action="store_true", help="few iterations, up to 1 MiB (for tests)")
-    p.add_argument("--out-dir", default="docs/benchmarks", help="where comm.csv/json/png go")
-    p.add_argument("--ops", default=",".join(OPS), help="comma-separated subset of " + ",".join(OPS))
+    """Parse and check the ``mpirl bench comm`` options."""
+    p = parser()
     args = p.parse_args(argv)
     args.ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     bad = [o for o in args.ops if o not in OPS]
@@ -229,10 +242,12 @@ def goal_report(ratios: dict) -> tuple[str, bool]:
 
 
 def write_outputs(rows: list[dict], out_dir: str, meta: dict) -> list[str]:
-    """Write comm.csv, comm.json and comm.png into ``out_dir``; returns their paths."""
+    """Write comm.csv, comm.json and (with matplotlib) comm.png into ``out_dir``; returns the paths written."""
     paths = write_csv_json(out_dir, "comm", rows, COLUMNS, {"metadata": meta, "rows": rows})
-    paths.append(os.path.join(out_dir, "comm.png"))
-    plt = pyplot()
+    png = os.path.join(out_dir, "comm.png")
+    plt = pyplot_or_skip("comm", png)
+    if plt is None:
+        return paths
     ops = [op for op in OPS if any(r["op"] == op for r in rows)]
     fig, axes = plt.subplots(1, len(ops), figsize=(4.2 * len(ops), 3.8), squeeze=False)
     for ax, op in zip(axes[0], ops):
@@ -245,11 +260,11 @@ def write_outputs(rows: list[dict], out_dir: str, meta: dict) -> list[str]:
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("latency (us)")
     axes[0][0].legend()
-    fig.suptitle(f"mpirl bench comm, {meta['ranks']} ranks, median of {meta['repeats']}")
+    fig.suptitle(f"mpirl bench comm, {plural(meta['ranks'], 'rank')}, median of {plural(meta['repeats'], 'sweep')}")
     fig.tight_layout()
-    fig.savefig(paths[2], dpi=120)
+    fig.savefig(png, dpi=120)
     plt.close(fig)
-    return paths
+    return paths + [png]
 
 
 def _load():
@@ -269,6 +284,8 @@ def main(argv: list[str]) -> int:
     if comm.size < 2:
         print(NEED_2_RANKS, file=sys.stderr)
         return 2
+    if comm.rank == 0:
+        warn_if_no_matplotlib("comm", os.path.join(args.out_dir, "comm.png"))
     load_before = _load()
     times = run_sweeps(args, comm)
     if comm.rank != 0:
@@ -285,11 +302,12 @@ def main(argv: list[str]) -> int:
             "latency_us_per_repeat": {f"{op}/{impl}/{b}": [t * 1e6 for t in ts] for (op, impl, b), ts in times.items()},
             "mpirl_over_raw_paired": {f"{op}/{b}": r for (op, b), r in ratios.items()}}
     report, _ = goal_report(ratios)
-    print(f"# mpirl bench comm: {comm.size} ranks, median of {args.repeats} sweeps, {meta['mpi_library_version']}"
+    print(f"# mpirl bench comm: {plural(comm.size, 'rank')}, median of {plural(args.repeats, 'sweep')}, "
+          f"{meta['mpi_library_version']}"
           f"; p2p latency is half the round trip; MB/s = message bytes / latency")
     print(format_table(rows, ratios))
     print()
     print(report)
-    print("wrote " + ", ".join(write_outputs(rows, args.out_dir, meta)))
+    print_written(write_outputs(rows, args.out_dir, meta))
     sys.stdout.flush()
     return 0

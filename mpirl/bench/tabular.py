@@ -1,6 +1,7 @@
 """``mpirl bench tabular``: env steps per rank until tabular Q-learning is within 3% of optimal, vs ranks.
 
-For each rank count R (default 1, 2, 4) and seed, the job (default
+For each rank count R (``--ranks``, default 1,2,4; also ``1 2 4`` or
+``1-4``) and seed (``--seeds N``: seeds 0..N-1), the job (default
 ``jobs/frozenlake_q.toml``) is launched as ``mpirun -n R mpirl train`` with a
 sequence of budgets ``--set total_env_steps=R*b`` (``b`` steps per rank), and
 the final checkpoint's greedy policy is scored exactly with
@@ -21,7 +22,10 @@ Wall seconds are those of that passing run: ``wall_s`` from launch to exit
 
 Writes ``tabular_scaling.csv`` (one row per rank count and seed),
 ``tabular_scaling.json`` (rows, summary, settings) and ``tabular_scaling.png``
-(``--name`` changes the stem); ``--set KEY=VALUE`` overrides job keys in every
+(``--name`` changes the stem; skipped with a note without matplotlib, which
+``pip install "mpirl[bench]"`` brings) into ``--out-dir``, by default a new
+runs/bench-tabular-<timestamp> (``--out-dir docs/benchmarks`` updates the
+recorded figures); ``--set KEY=VALUE`` overrides job keys in every
 launch, e.g. ``--set tabular_q.combine=pooled``.
 Run it without mpirun: it launches mpirun itself.
 """
@@ -38,7 +42,8 @@ import sys
 import tempfile
 import time
 
-from mpirl.bench.output import pyplot, write_csv_json
+from mpirl.bench.output import (add_int_list, add_out_dir, bench_parser, flat_ints, plural, print_written,
+                                pyplot_or_skip, warn_if_no_matplotlib, write_csv_json)
 from mpirl.errors import UsageError
 
 TOLERANCE = 0.03
@@ -46,12 +51,13 @@ COLUMNS = ("ranks", "seed", "steps_per_rank", "total_env_steps", "reached", "exa
            "wall_s", "train_s", "launches")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    """Parse the ``mpirl bench tabular`` options."""
-    p = argparse.ArgumentParser(prog="mpirl bench tabular", description=__doc__.split("\n\n")[0])
+def parser() -> argparse.ArgumentParser:
+    """The ``mpirl bench tabular`` option parser."""
+    p = bench_parser("tabular", __doc__)
     p.add_argument("--job", default="jobs/frozenlake_q.toml", help="tabular_q job file (default %(default)s)")
-    p.add_argument("--ranks", default="1,2,4", help="comma-separated rank counts (default %(default)s)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per rank count (default %(default)s)")
+    add_int_list(p, "--ranks", [1, 2, 4], "rank counts (run in ascending order; speedups are against the smallest)")
+    p.add_argument("--seeds", type=int, default=3, metavar="N",
+                   help="number of seeds: seeds 0..N-1 per rank count (default %(default)s)")
     p.add_argument("--min-steps", type=int, default=2000, help="first budget, steps per rank (default %(default)s)")
     p.add_argument("--max-steps", type=int, default=200_000,
                    help="give up above this many steps per rank (default %(default)s)")
@@ -60,18 +66,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--confirm", type=int, default=2,
                    help="further consecutive budgets that must pass too (default %(default)s)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per launch (default %(default)s)")
-    p.add_argument("--out-dir", default="docs/benchmarks", help="where the output files go (default %(default)s)")
     p.add_argument("--name", default="tabular_scaling",
                    help="stem of the output files, e.g. to keep a variant apart (default %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a job key in every launch, e.g. --set tabular_q.combine=pooled (repeatable)")
+                   help="override a job key in every launch, e.g. --set tabular_q.combine=pooled "
+                        "(repeatable; default none)")
+    add_out_dir(p, "tabular")
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse and check the ``mpirl bench tabular`` options."""
+    p = parser()
     args = p.parse_args(argv)
-    try:
-        args.ranks = sorted({int(r) for r in args.ranks.split(",") if r.strip()})
-    except ValueError:
-        p.error(f"--ranks: expected comma-separated integers, got {args.ranks!r}")
-    if not args.ranks or min(args.ranks) < 1:
-        p.error("--ranks: need at least one rank count >= 1")
+    args.ranks = sorted(set(flat_ints(args.ranks)))
+    if min(args.ranks) < 1:
+        p.error("--ranks: rank counts must be >= 1")
     if args.seeds < 1 or args.min_steps < 1 or args.max_steps < args.min_steps or args.confirm < 0:
         p.error("need --seeds >= 1, 1 <= --min-steps <= --max-steps, --confirm >= 0")
     if args.grid_ratio <= 1.0:
@@ -222,12 +232,13 @@ def format_table(summary: list[dict]) -> str:
 
 def write_outputs(rows: list[dict], summary: list[dict], out_dir: str, meta: dict,
                   name: str = "tabular_scaling") -> list[str]:
-    """Write ``name``.csv, .json and .png into ``out_dir``; returns their paths."""
-    import matplotlib.ticker
-
+    """Write ``name``.csv, .json and (with matplotlib) .png into ``out_dir``; returns the paths written."""
     paths = write_csv_json(out_dir, name, rows, COLUMNS, {"metadata": meta, "summary": summary, "rows": rows})
-    paths.append(os.path.join(out_dir, f"{name}.png"))
-    plt = pyplot()
+    png = os.path.join(out_dir, f"{name}.png")
+    plt = pyplot_or_skip("tabular", png)
+    if plt is None:
+        return paths
+    import matplotlib.ticker
 
     ranks = [s["ranks"] for s in summary]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -244,7 +255,8 @@ def write_outputs(rows: list[dict], summary: list[dict], out_dir: str, meta: dic
            title="Steps per rank to reach 97% of optimal")
     a1.set_xticks(ranks, [str(r) for r in ranks])
     a1.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    a1.legend()
+    if have:  # nothing to label when no seed reached the band
+        a1.legend()
     for key, label in (("speedup_steps", "steps per rank"), ("speedup_wall", "wall (incl. start-up)"),
                        ("speedup_train", "training wall")):
         pts = [(s["ranks"], s[key]) for s in summary if s[key]]
@@ -252,14 +264,14 @@ def write_outputs(rows: list[dict], summary: list[dict], out_dir: str, meta: dic
             a2.plot(*zip(*pts), "o-", label=label)
     a2.plot(ranks, [r / ranks[0] for r in ranks], "k--", lw=1, label="ideal")
     variant = f" {' '.join(meta['overrides'])}" if meta.get("overrides") else ""
-    a2.set(xlabel="ranks", ylabel=f"speedup vs {ranks[0]} rank(s)",
+    a2.set(xlabel="ranks", ylabel=f"speedup vs {plural(ranks[0], 'rank')}",
            title=f"{meta['job']}{variant} ({meta['cpus']} CPUs)")
     a2.set_xticks(ranks, [str(r) for r in ranks])
     a2.legend()
     fig.tight_layout()
-    fig.savefig(paths[2], dpi=120)
+    fig.savefig(png, dpi=120)
     plt.close(fig)
-    return paths
+    return paths + [png]
 
 
 def main(argv: list[str]) -> int:
@@ -272,6 +284,7 @@ def main(argv: list[str]) -> int:
         return 2
     print(f"mpirl bench tabular: {args.job}: optimum {problem.optimum:.4f} over {problem.horizon} steps; "
           f"target >= {problem.optimum - TOLERANCE * abs(problem.optimum):.4f}", flush=True)
+    warn_if_no_matplotlib("tabular", os.path.join(args.out_dir, f"{args.name}.png"))
     rows = []
     start = time.monotonic()
     for seed in range(args.seeds):
@@ -286,6 +299,5 @@ def main(argv: list[str]) -> int:
             "optimum": problem.optimum, "horizon": problem.horizon, "cpus": os.cpu_count(),
             "command": "mpirl bench tabular " + " ".join(argv), "bench_seconds": round(time.monotonic() - start, 1),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    for p in write_outputs(rows, summary, args.out_dir, meta, args.name):
-        print(f"wrote {p}")
+    print_written(write_outputs(rows, summary, args.out_dir, meta, args.name))
     return 0 if all(x["reached"] for x in rows) else 1
