@@ -8,7 +8,9 @@ every communication call), mean gradient staleness (a3c), mean and final
 consensus distance (gossip_a2c), launch-to-training-return-450 and -475 seconds
 (the issue's speed target and the jobs' stop; ``--threshold`` changes the second), env
 steps at the stop and the final greedy eval. Writes ``actor_critic.csv`` /
-``.json`` under ``--out-dir``.
+``.json`` into ``--out-dir`` (default a new runs/bench-actor_critic-<timestamp>;
+``--out-dir docs/benchmarks`` updates the recorded figures). ``--ranks`` and
+``--seeds`` take ``4 2``, ``4,2`` or ranges such as ``0-2``.
 
 Updates are not the same unit across the three: one a2c update uses every
 rank's unroll, an a3c update one worker's, and a gossip_a2c update is each
@@ -16,13 +18,12 @@ rank's own (counted once, as every rank makes one).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
 import time
 
-from mpirl.bench.output import write_csv_json
+from mpirl.bench.output import add_int_list, add_out_dir, bench_parser, flat_ints, print_written, write_csv_json
 from mpirl.bench.runs import launch, time_to_return
 
 ALGOS = ("a2c", "a3c", "gossip_a2c")
@@ -51,16 +52,26 @@ def summarise(run: dict, algo: str, ranks: int, seed: int, threshold: float) -> 
             "eval_return": run["eval"].get("episode_return_mean", float("nan")), "total_s": run["total_s"]}
 
 
+def parser():
+    """The ``mpirl bench actor_critic`` option parser."""
+    p = bench_parser("actor_critic", __doc__)
+    p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS, metavar="ALGO",
+                   help=f"algorithms, each run from jobs/cartpole_<algo>.toml (default {' '.join(ALGOS)})")
+    add_int_list(p, "--ranks", [2, 4], "rank counts, each >= 2 (the same for every algorithm)")
+    add_int_list(p, "--seeds", [0], "seeds")
+    p.add_argument("--threshold", type=float, default=475.0,
+                   help="second time-to-return threshold, column launch_to_475_s (default %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override for every run (repeatable; default none)")
+    add_out_dir(p, "actor_critic")
+    return p
+
+
 def main(argv) -> int:
     """Run the comparison; prints one JSON line per run and a median table, writes CSV/JSON."""
-    p = argparse.ArgumentParser(prog="mpirl bench actor_critic")
-    p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
-    p.add_argument("--ranks", type=int, nargs="+", default=[2, 4])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--threshold", type=float, default=475.0, help="second time-to-return threshold")
-    p.add_argument("--out-dir", default="docs/benchmarks")
-    p.add_argument("--set", action="append", default=[], help="extra overrides for every run")
+    p = parser()
     args = p.parse_args(argv)
+    args.ranks, args.seeds = flat_ints(args.ranks), flat_ints(args.seeds)
     if any(n < 2 for n in args.ranks):
         p.error("--ranks: a3c needs at least 2 ranks, and the comparison uses the same N for all three")
     runs = []
@@ -81,7 +92,7 @@ def main(argv) -> int:
     for s in summary:
         print(" ".join(f"{s[c]:>14}" if isinstance(s[c], str) else f"{s[c]:>14.4g}" for c in ["algo", "ranks"]
                        + COLUMNS[3:]))
-    write_csv_json(args.out_dir, "actor_critic", runs, COLUMNS,
-                   {"summary": summary, "runs": runs, "seeds": args.seeds, "threshold": args.threshold,
-                    "date": time.strftime("%Y-%m-%d")})
+    print_written(write_csv_json(args.out_dir, "actor_critic", runs, COLUMNS,
+                                 {"summary": summary, "runs": runs, "seeds": args.seeds, "threshold": args.threshold,
+                                  "date": time.strftime("%Y-%m-%d")}))
     return 0

@@ -1,22 +1,28 @@
 """`mpirl bench apex`: Ape-X on CartPole: throughput, time to return 450, replay costs.
 
-Runs ``mpirun -n 3 mpirl train jobs/cartpole_apex.toml`` ``--repeats`` times
-and reports medians of: total and per-actor env steps/s, learner updates/s,
+For each rank count N (``--ranks``, default 3: one learner, two actors; also
+``3,5``, ``3-5`` or ``3 5``) runs ``mpirun -n N mpirl train
+jobs/cartpole_apex.toml`` ``--repeats R`` times (seeds 0..R-1) and reports
+medians of: total and per-actor env steps/s, learner updates/s,
 launch-to-training-return-450 seconds, final greedy eval. Then measures, in
 this process, the prioritized replay at 1,000,000 CartPole transitions:
 sample(512), update_priorities(512), add(256), bytes per stored transition.
-Writes ``apex.csv``/``apex.json`` under ``--out-dir``.
+Writes ``apex.csv`` (one row per run, each actor's own rate in
+``env_steps_per_s_actor<r>``) and ``apex.json`` (``summary``: the medians per
+rank count; ``replay``: the replay costs) into ``--out-dir`` (default a new
+runs/bench-apex-<timestamp>; ``--out-dir docs/benchmarks`` updates the
+recorded figures).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
 import numpy as np
 
-from mpirl.bench.output import write_csv_json
+from mpirl.bench.output import (add_int_list, add_out_dir, bench_parser, flat_ints, ordered_columns, plural,
+                                print_written, write_csv_json)
 from mpirl.bench.runs import launch, time_to_return
 
 
@@ -50,38 +56,63 @@ def replay_costs(capacity: int = 1_000_000, batch: int = 512, calls: int = 50) -
             "bytes_per_transition": mem.bytes_per_transition}
 
 
+def run_row(run: dict, ranks: int, seed: int, threshold: float) -> dict:
+    """One benchmark row from a finished run (see the module docstring)."""
+    last = run["rows"][-1]
+    wall = last["wall_time_s"]
+    # Each actor's own rate (steps it delivered / wall): shows whether one actor lags.
+    per_actor = {r: last[f"env_steps_actor{r}"] / wall for r in range(1, ranks)}
+    return {"ranks": ranks, "seed": seed, "env_steps": last["env_steps"], "updates": last["updates"],
+            "env_steps_per_s": last["env_steps"] / wall,
+            "env_steps_per_s_per_actor": last["env_steps"] / wall / (ranks - 1),
+            "actor_env_steps_per_s_min": min(per_actor.values()),
+            "actor_env_steps_per_s_max": max(per_actor.values()),
+            "updates_per_s": last["updates"] / wall,
+            "launch_to_return_s": time_to_return(run, threshold),
+            "eval_return": run["eval"].get("episode_return_mean", float("nan")), "total_s": run["total_s"],
+            **{f"env_steps_per_s_actor{r}": v for r, v in per_actor.items()}}
+
+
+def parser():
+    """The ``mpirl bench apex`` option parser."""
+    p = bench_parser("apex", __doc__)
+    p.add_argument("--job", default="jobs/cartpole_apex.toml", help="Ape-X job file (default %(default)s)")
+    add_int_list(p, "--ranks", [3], "rank counts, each >= 2 (one learner, the rest actors)")
+    p.add_argument("--repeats", type=int, default=3, metavar="R",
+                   help="runs per rank count, seeds 0..R-1 (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=450.0,
+                   help="training return mean for launch_to_return_s (default %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override for every run (repeatable; default none)")
+    add_out_dir(p, "apex")
+    return p
+
+
 def main(argv) -> int:
     """Run the Ape-X benchmark; prints a table and writes CSV/JSON."""
-    p = argparse.ArgumentParser(prog="mpirl bench apex")
-    p.add_argument("--job", default="jobs/cartpole_apex.toml")
-    p.add_argument("--ranks", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threshold", type=float, default=450.0)
-    p.add_argument("--out-dir", default="docs/benchmarks")
-    p.add_argument("--set", action="append", default=[], help="extra overrides for the runs")
+    p = parser()
     args = p.parse_args(argv)
+    args.ranks = flat_ints(args.ranks)
+    if min(args.ranks) < 2 or args.repeats < 1:
+        p.error("need --ranks >= 2 (one learner and at least one actor) and --repeats >= 1")
     runs = []
-    for rep in range(args.repeats):
-        run = launch(args.job, args.ranks, [f"seed={rep}", *args.set])
-        last = run["rows"][-1]
-        wall = last["wall_time_s"]
-        runs.append({"seed": rep, "env_steps": last["env_steps"], "updates": last["updates"],
-                     "env_steps_per_s": last["env_steps"] / wall,
-                     "env_steps_per_s_per_actor": last["env_steps"] / wall / (args.ranks - 1),
-                     # Each actor's own rate (steps it delivered / wall): shows whether one actor lags.
-                     "actor_env_steps_per_s_min": min(last[f"env_steps_actor{r}"] for r in range(1, args.ranks)) / wall,
-                     "actor_env_steps_per_s_max": max(last[f"env_steps_actor{r}"] for r in range(1, args.ranks)) / wall,
-                     "updates_per_s": last["updates"] / wall,
-                     "launch_to_return_s": time_to_return(run, args.threshold),
-                     "eval_return": run["eval"].get("episode_return_mean", float("nan")), "total_s": run["total_s"]})
-        print(json.dumps(runs[-1]))
-    keys = [k for k in runs[0] if k != "seed"]
-    summary = {k: statistics.median(r[k] for r in runs) for k in keys}
-    summary.update(replay_costs())
-    print(f"\nApe-X, {args.job}, mpirun -n {args.ranks}, median of {args.repeats}:")
-    for k, v in summary.items():
+    for n in args.ranks:
+        for rep in range(args.repeats):
+            run = launch(args.job, n, [f"seed={rep}", *args.set])
+            runs.append(run_row(run, n, rep, args.threshold))
+            print(json.dumps(runs[-1]), flush=True)
+    keys = [k for k in runs[0] if k not in ("ranks", "seed") and not k.startswith("env_steps_per_s_actor")]
+    replay = replay_costs()
+    summary = {}
+    for n in args.ranks:
+        summary[str(n)] = med = {k: statistics.median(r[k] for r in runs if r["ranks"] == n) for k in keys}
+        print(f"\nApe-X, {args.job}, mpirun -n {n}, median of {plural(args.repeats, 'seed')}:")
+        for k, v in med.items():
+            print(f"  {k:>28}: {v:,.3f}")
+    print("\nprioritized replay, in this process:")
+    for k, v in replay.items():
         print(f"  {k:>28}: {v:,.3f}")
-    write_csv_json(args.out_dir, "apex", runs, ["seed"] + keys,
-                   {"summary": summary, "runs": runs, "job": args.job, "ranks": args.ranks,
-                    "date": time.strftime("%Y-%m-%d")})
+    print_written(write_csv_json(args.out_dir, "apex", runs, ordered_columns(runs, ["ranks", "seed"] + keys),
+                                 {"summary": summary, "replay": replay, "runs": runs, "job": args.job,
+                                  "ranks": args.ranks, "date": time.strftime("%Y-%m-%d")}))
     return 0

@@ -1,24 +1,28 @@
 """`mpirl bench impala`: IMPALA on CartPole at several rank counts, against the single-process ceiling.
 
-For each rank count N (default 2, 3, 5) runs ``mpirun -n N mpirl train
-jobs/cartpole_impala.toml`` ``--repeats`` times (seeds 0..R-1) and reports
+For each rank count N (``--ranks``, default 2,3,5; also ``2-5`` or ``2 3 5``)
+runs ``mpirun -n N mpirl train jobs/cartpole_impala.toml`` ``--repeats R``
+times (seeds 0..R-1) and reports
 medians of: total env steps/s, per-actor env steps/s (each actor's delivered
 steps over the wall time), learner updates/s, mean policy lag, launch to a
 training return mean of 450, greedy eval. The ceiling is measured first, in
 this process: one actor of the same job (same environments, same network and
 action sampling) stepping alone on one core with nothing to send. Writes
-``impala.csv``/``impala.json`` under ``--out-dir``.
+``impala.csv`` (one row per run, each actor's own rate in
+``env_steps_per_s_actor<r>``) and ``impala.json`` into ``--out-dir`` (default
+a new runs/bench-impala-<timestamp>; ``--out-dir docs/benchmarks`` updates
+the recorded figures).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
 import numpy as np
 
-from mpirl.bench.output import write_csv_json
+from mpirl.bench.output import (add_int_list, add_out_dir, bench_parser, flat_ints, ordered_columns, plural,
+                                print_written, write_csv_json)
 from mpirl.bench.runs import launch, time_to_return
 
 
@@ -46,16 +50,28 @@ def ceiling(job: str, seconds: float = 3.0) -> float:
     return rate
 
 
+def parser():
+    """The ``mpirl bench impala`` option parser."""
+    p = bench_parser("impala", __doc__)
+    p.add_argument("--job", default="jobs/cartpole_impala.toml", help="IMPALA job file (default %(default)s)")
+    add_int_list(p, "--ranks", [2, 3, 5], "rank counts, each >= 2 (one learner, the rest actors)")
+    p.add_argument("--repeats", type=int, default=3, metavar="R",
+                   help="runs per rank count, seeds 0..R-1 (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=450.0,
+                   help="training return mean for launch_to_return_s (default %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override for every run (repeatable; default none)")
+    add_out_dir(p, "impala")
+    return p
+
+
 def main(argv) -> int:
     """Run the IMPALA benchmark; prints a table and writes CSV/JSON."""
-    p = argparse.ArgumentParser(prog="mpirl bench impala")
-    p.add_argument("--job", default="jobs/cartpole_impala.toml")
-    p.add_argument("--ranks", type=int, nargs="+", default=[2, 3, 5])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threshold", type=float, default=450.0)
-    p.add_argument("--out-dir", default="docs/benchmarks")
-    p.add_argument("--set", action="append", default=[], help="extra overrides for the runs")
+    p = parser()
     args = p.parse_args(argv)
+    args.ranks = flat_ints(args.ranks)
+    if min(args.ranks) < 2 or args.repeats < 1:
+        p.error("need --ranks >= 2 (one learner and at least one actor) and --repeats >= 1")
     ceil = ceiling(args.job)
     print(f"ceiling: one actor alone, no MPI: {ceil:,.0f} env steps/s")
     runs = []
@@ -65,7 +81,7 @@ def main(argv) -> int:
             rows = run["rows"]
             last = rows[-1]
             wall = last["wall_time_s"]
-            per_actor = [last[f"env_steps_actor{r}"] / wall for r in range(1, n)]
+            per_actor = [last[f"env_steps_actor{r}"] / wall for r in range(1, n)]  # actors are ranks 1..n-1
             lags = [r["policy_lag"] for r in rows if isinstance(r.get("policy_lag"), float) and r["policy_lag"] == r["policy_lag"]]
             runs.append({"ranks": n, "seed": rep, "env_steps": last["env_steps"], "updates": last["updates"],
                          "env_steps_per_s": last["env_steps"] / wall,
@@ -75,17 +91,18 @@ def main(argv) -> int:
                          "policy_lag": statistics.mean(lags) if lags else float("nan"),
                          "launch_to_return_s": time_to_return(run, args.threshold),
                          "eval_return": run["eval"].get("episode_return_mean", float("nan")),
-                         "total_s": run["total_s"]})
+                         "total_s": run["total_s"],
+                         **{f"env_steps_per_s_actor{r}": v for r, v in enumerate(per_actor, start=1)}})
             print(json.dumps(runs[-1]), flush=True)
-    keys = [k for k in runs[0] if k not in ("ranks", "seed")]
+    keys = [k for k in runs[0] if k not in ("ranks", "seed") and not k.startswith("env_steps_per_s_actor")]
     summary = {}
-    print(f"\nIMPALA, {args.job}, median of {args.repeats} seeds; ceiling {ceil:,.0f} env steps/s per actor")
+    print(f"\nIMPALA, {args.job}, median of {plural(args.repeats, 'seed')}; ceiling {ceil:,.0f} env steps/s per actor")
     print(f"{'ranks':>6} " + " ".join(f"{k:>22}" for k in keys))
     for n in args.ranks:
         med = {k: statistics.median(r[k] for r in runs if r["ranks"] == n) for k in keys}
         summary[str(n)] = med
         print(f"{n:>6} " + " ".join(f"{v:>22,.2f}" for v in med.values()))
-    write_csv_json(args.out_dir, "impala", runs, ["ranks", "seed"] + keys,
-                   {"summary": summary, "ceiling_env_steps_per_s": ceil, "runs": runs, "job": args.job,
-                    "date": time.strftime("%Y-%m-%d")})
+    print_written(write_csv_json(args.out_dir, "impala", runs, ordered_columns(runs, ["ranks", "seed"] + keys),
+                                 {"summary": summary, "ceiling_env_steps_per_s": ceil, "runs": runs,
+                                  "job": args.job, "date": time.strftime("%Y-%m-%d")}))
     return 0

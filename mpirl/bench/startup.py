@@ -3,11 +3,12 @@
 Launches ``mpirun -n N mpirl train JOB`` several times (a short run), reads
 the per-rank first-step times the run records in ``timings.json``, and
 reports the median over repeats of the slowest rank. Writes
-``startup.csv`` / ``startup.json`` under ``--out-dir``.
+``startup.csv`` / ``startup.json`` into ``--out-dir`` (default a new
+runs/bench-startup-<timestamp>; ``--out-dir docs/benchmarks`` updates the
+recorded figures).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -17,7 +18,8 @@ import sys
 import tempfile
 import time
 
-from mpirl.bench.output import write_csv_json
+from mpirl.bench.output import (add_int_list, add_out_dir, bench_parser, flat_ints, plural, print_written,
+                                write_csv_json)
 
 
 def measure_once(n: int, job: str, extra_args=()) -> dict:
@@ -41,20 +43,32 @@ def measure_once(n: int, job: str, extra_args=()) -> dict:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def parser():
+    """The ``mpirl bench startup`` option parser."""
+    p = bench_parser("startup", __doc__)
+    add_int_list(p, "--ranks", [1, 2, 4], "rank counts to launch with")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="launches per rank count, interleaved; the median is reported (default %(default)s)")
+    p.add_argument("--job", default="jobs/frozenlake_q.toml",
+                   help="job file, run for 2000 env steps without eval (default %(default)s)")
+    add_out_dir(p, "startup")
+    return p
+
+
 def main(argv) -> int:
     """Run the start-up benchmark; prints a table and writes CSV/JSON."""
-    p = argparse.ArgumentParser(prog="mpirl bench startup")
-    p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--job", default="jobs/frozenlake_q.toml")
-    p.add_argument("--out-dir", default="docs/benchmarks")
+    p = parser()
     args = p.parse_args(argv)
+    args.ranks = flat_ints(args.ranks)
+    if min(args.ranks) < 1 or args.repeats < 1:
+        p.error("need --ranks >= 1 and --repeats >= 1")
     rows = []
     for rep in range(args.repeats):
         for n in args.ranks:  # interleaved, so background noise hits every rank count alike
             rows.append(dict(measure_once(n, args.job), repeat=rep))
     summary = []
-    print(f"{'ranks':>5} {'first step, slowest rank (s)':>30} {'fastest rank (s)':>17}  (median of {args.repeats})")
+    print(f"{'ranks':>5} {'first step, slowest rank (s)':>30} {'fastest rank (s)':>17}"
+          f"  (median of {plural(args.repeats, 'repeat')})")
     for n in args.ranks:
         mine = [r for r in rows if r["ranks"] == n]
         s = {"ranks": n, "repeats": len(mine),
@@ -62,7 +76,7 @@ def main(argv) -> int:
              "first_step_fastest_s_median": statistics.median(r["first_step_fastest_s"] for r in mine)}
         summary.append(s)
         print(f"{n:>5} {s['first_step_slowest_s_median']:>30.2f} {s['first_step_fastest_s_median']:>17.2f}")
-    write_csv_json(args.out_dir, "startup", rows, list(rows[0]),
-                   {"summary": summary, "runs": rows, "job": args.job, "cpus": os.cpu_count(),
-                    "date": time.strftime("%Y-%m-%d")})
+    print_written(write_csv_json(args.out_dir, "startup", rows, list(rows[0]),
+                                 {"summary": summary, "runs": rows, "job": args.job, "cpus": os.cpu_count(),
+                                  "date": time.strftime("%Y-%m-%d")}))
     return 0
