@@ -14,6 +14,9 @@ import sys
 
 from mpirl.errors import FaultError, UsageError
 
+#: Seed of the first episode of every greedy evaluation (episode i uses EVAL_SEED + i).
+EVAL_SEED = 12345
+
 
 def _launch_rank() -> int:
     # The rank as the launcher tells it, known before MPI starts.
@@ -36,7 +39,10 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     from mpirl.algos import algo_names
 
+    from mpirl import __version__
+
     p = _Parser(prog="mpirl", description="MPI-native distributed reinforcement learning.")
+    p.add_argument("--version", action="version", version=f"mpirl {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a job (launch under mpirun -n N or srun)",
@@ -49,15 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-eval", action="store_true", help="skip the final greedy evaluation")
 
     e = sub.add_parser("eval", help="evaluate a checkpoint's greedy policy (one process)")
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", help="a checkpoint file, or a run directory (its checkpoints/latest.h5)")
     e.add_argument("--episodes", type=int, default=None, help="episodes (default: the job's eval.episodes)")
-    e.add_argument("--seed", type=int, default=12345, help="seed of the first episode (episode i uses seed+i)")
+    e.add_argument("--seed", type=int, default=EVAL_SEED,
+                   help="seed of the first episode; episode i uses seed+i (default %(default)s, the seed of "
+                        "the evaluation at the end of mpirl train)")
 
     i = sub.add_parser("inspect", help="print a checkpoint's metadata as JSON")
-    i.add_argument("checkpoint")
+    i.add_argument("checkpoint", help="a checkpoint file, or a run directory (its checkpoints/latest.h5)")
 
     b = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    b.add_argument("what", choices=["comm", "tabular", "startup", "apex", "impala", "actor_critic"])
+    b.add_argument("what", choices=["comm", "tabular", "startup", "apex", "impala", "actor_critic", "learning"])
     b.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
@@ -87,7 +95,7 @@ def train(args) -> int:
 
     from mpirl import signals
 
-    signals.install()  # SIGUSR1/SIGTERM: checkpoint and stop (see mpirl/signals.py), before MPI starts
+    signals.install()  # SIGUSR1/SIGTERM/SIGINT: checkpoint and stop (see mpirl/signals.py), before MPI starts
     world = get_world()
     install_abort_on_exception()
     from mpirl.run import prepare
@@ -130,8 +138,9 @@ def _train_validated(world, plan, resume_ckpt, args) -> int:
         from mpirl import signals
 
         if world.is_learner:
-            ctx.logger.message(f"mpirl: stopped by a signal at env step {ctx.last_counters.get('env_steps')}; "
-                               f"checkpoint written; resume with: mpirl train --resume --run-dir {ctx.run_dir}")
+            ctx.logger.message(f"mpirl: stopped by {signals.received()} at env step "
+                               f"{ctx.last_counters.get('env_steps')}; checkpoint written; resume with: "
+                               f"{resume_command(world.size, ctx.run_dir)}")
             with open(os.path.join(ctx.run_dir, "stopped.json"), "w") as f:
                 json.dump({"signal": signals.received(), "env_steps": ctx.last_counters.get("env_steps"),
                            "exit_status": signals.EXIT_STOPPED,
@@ -144,7 +153,7 @@ def _train_validated(world, plan, resume_ckpt, args) -> int:
             from mpirl.evaluate import evaluate
 
             result = evaluate(algo.greedy_policy(state, ctx.cfg), ctx.cfg.env, ctx.cfg.eval.episodes,
-                              seed=12345, max_episode_steps=ctx.cfg.eval.max_episode_steps)
+                              seed=EVAL_SEED, max_episode_steps=ctx.cfg.eval.max_episode_steps)
             result.update(algo=ctx.cfg.algo, run_dir=ctx.run_dir)
             with open(os.path.join(ctx.run_dir, "eval.json"), "w") as f:
                 json.dump(result, f, indent=1)
@@ -153,12 +162,30 @@ def _train_validated(world, plan, resume_ckpt, args) -> int:
     return 0
 
 
+def resume_command(size: int, run_dir: str) -> str:
+    """The command that resumes ``run_dir`` at the same rank count (quoted for a shell)."""
+    import shlex
+
+    return f"mpirun -n {size} mpirl train --resume --run-dir {shlex.quote(run_dir)}"
+
+
+def checkpoint_path(path: str) -> str:
+    """A checkpoint file as given, or a run directory's ``checkpoints/latest.h5``; UsageError otherwise."""
+    if os.path.isdir(path):
+        for candidate in (os.path.join(path, "checkpoints", "latest.h5"), os.path.join(path, "latest.h5")):
+            if os.path.exists(candidate):
+                return candidate
+        raise UsageError(f"{path} is a directory without checkpoints/latest.h5 (not a run directory, "
+                         f"or no checkpoint written yet)")
+    return path
+
+
 def _load_for_eval(path):
     from mpirl import checkpoint
     from mpirl.algos import get_algo
     from mpirl.config import from_dict
 
-    ck = checkpoint.load(path)
+    ck = checkpoint.load(checkpoint_path(path))
     cfg = from_dict(ck.config, f"{path} (stored config)")
     return ck, cfg, get_algo(cfg.algo)
 
@@ -169,10 +196,11 @@ def eval_cmd(args) -> int:
 
     if args.episodes is not None and args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
-    ck, cfg, algo = _load_for_eval(args.checkpoint)
+    path = checkpoint_path(args.checkpoint)
+    ck, cfg, algo = _load_for_eval(path)
     result = evaluate(algo.greedy_policy(ck.state, cfg), cfg.env, args.episodes or cfg.eval.episodes,
                       seed=args.seed, max_episode_steps=cfg.eval.max_episode_steps)
-    result.update(algo=cfg.algo, checkpoint=args.checkpoint, env_steps=int(ck.counters.get("env_steps", 0)))
+    result.update(algo=cfg.algo, checkpoint=path, env_steps=int(ck.counters.get("env_steps", 0)))
     print(json.dumps(result))
     return 0
 
@@ -181,7 +209,7 @@ def inspect_cmd(args) -> int:
     """``mpirl inspect``: a checkpoint's metadata as JSON."""
     from mpirl import checkpoint
 
-    print(json.dumps(checkpoint.load(args.checkpoint).metadata(), indent=1, default=str))
+    print(json.dumps(checkpoint.load(checkpoint_path(args.checkpoint)).metadata(), indent=1, default=str))
     return 0
 
 

@@ -58,7 +58,10 @@ class LogConfig:
 
     interval_s: float = opt(2.0, "Seconds between rows of `metrics.csv` and TensorBoard points.", min=0.0)
     tensorboard: bool = opt(True, "Write TensorBoard event files under `tb/` in the run directory.")
-    progress: bool = opt(True, "One-line live progress display on rank 0 when stdout is a terminal.")
+    progress: bool = opt(True, "Progress on rank 0's stdout: a live one-line display when stdout is a terminal, "
+                               "otherwise (`| tee`, SLURM logs) a plain line every `log.print_every_s`.")
+    print_every_s: float = opt(30.0, "Seconds between plain progress lines when stdout is not a terminal "
+                                     "(0: none).", min=0.0)
 
 
 @dataclass
@@ -98,7 +101,8 @@ class FaultConfig:
 class Config:
     """A whole job: common keys plus the algorithm's own section `[<algo>]`."""
 
-    algo: str = opt("tabular_q", "Algorithm: one of the names `mpirl train --help` lists.")
+    algo: str = opt("tabular_q", "Algorithm (required in every job file): one of the names `mpirl train --help` "
+                                 "lists.")
     name: str = opt("", "Run name; defaults to the job file's name. Run directories are `runs/<name>-<timestamp>`.")
     seed: int = opt(0, "Base seed; each rank derives its own from it and its rank.", min=0)
     total_env_steps: int = opt(100_000, "Stop after this many environment steps, summed over all ranks.", min=1)
@@ -150,22 +154,52 @@ def apply_overrides(data: dict, overrides) -> dict:
     return data
 
 
-def parse_config(data: dict, source: str = "<config>", name: str = "") -> Config:
-    """Validate a raw dict (from TOML plus overrides) into a :class:`Config`."""
+class KeySource:
+    """Where a config key came from, for error messages: ``--set KEY`` or the job file (or checkpoint).
+
+    ``source(key)`` names the override when ``key``, a section above it or a key
+    below it was given with ``--set``, and the file otherwise.
+    """
+
+    def __init__(self, path: str, overrides=()):
+        self.path = path
+        self.overridden = [item.split("=", 1)[0].strip() for item in overrides or [] if "=" in item]
+
+    def __call__(self, key: str = "") -> str:
+        for k in reversed(self.overridden):  # the last --set of a key is the one that counts
+            if key and (key == k or key.startswith(k + ".") or k.startswith(key + ".")):
+                return f"--set {k}"
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def parse_config(data: dict, source="<config>", name: str = "", overrides=()) -> Config:
+    """Validate a raw dict (from TOML plus overrides) into a :class:`Config`.
+
+    ``source`` names the file (or a :class:`KeySource`); ``overrides`` are the
+    ``--set`` items applied to ``data``, so errors in them name ``--set KEY``.
+    """
     from mpirl.algos import algo_names, get_algo
 
+    if not isinstance(source, KeySource):
+        source = KeySource(source, overrides)
     data = dict(data)
-    algo = data.get("algo", Config.algo)
+    if "algo" not in data:
+        raise ConfigError(f"{source('algo')}: no 'algo' key: a job names its algorithm, e.g. algo = \"tabular_q\" "
+                          f"(valid: {', '.join(algo_names())})")
+    algo = data["algo"]
     if not isinstance(algo, str) or algo not in algo_names():
-        raise ConfigError(f"{source}: unknown algo {algo!r} (key 'algo'; valid: {', '.join(algo_names())})"
+        raise ConfigError(f"{source('algo')}: unknown algo {algo!r} (key 'algo'; valid: {', '.join(algo_names())})"
                           f"{_suggest(algo, algo_names())}")
     agent_cls = get_algo(algo).Config
     agent_data = data.pop(algo, {})
     for other in algo_names():
         if other != algo and other in data:
-            raise ConfigError(f"{source}: section [{other}] given but algo = {algo!r}")
+            raise ConfigError(f"{source(other)}: section [{other}] given but algo = {algo!r}")
     if not isinstance(agent_data, dict):
-        raise ConfigError(f"{source}: '{algo}' must be a section ([{algo}])")
+        raise ConfigError(f"{source(algo)}: '{algo}' must be a section ([{algo}])")
     cfg = _build(Config, data, source, "", skip={"agent"})
     cfg.agent = _build(agent_cls, agent_data, source, algo + ".")
     if not cfg.name:
@@ -177,7 +211,7 @@ def load_job(path: str, overrides=()) -> Config:
     """Read a job file, apply ``--set`` overrides and validate."""
     data = apply_overrides(read_toml(path), overrides)
     stem = os.path.splitext(os.path.basename(path))[0]
-    return parse_config(data, path, stem)
+    return parse_config(data, path, stem, overrides)
 
 
 def _suggest(key, valid) -> str:
@@ -187,13 +221,13 @@ def _suggest(key, valid) -> str:
 
 def _build(cls, data: dict, source: str, prefix: str, skip=()):
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: '{prefix.rstrip('.')}' must be a section (a TOML table)")
+        raise ConfigError(f"{source(prefix.rstrip('.'))}: '{prefix.rstrip('.')}' must be a section (a TOML table)")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
     for key in data:
         if key not in fields:
             valid = [prefix + k for k in fields]
-            raise ConfigError(f"{source}: unknown key '{prefix}{key}'{_suggest(prefix + key, valid)}")
+            raise ConfigError(f"{source(prefix + key)}: unknown key '{prefix}{key}'{_suggest(prefix + key, valid)}")
     values = {}
     for name, f in fields.items():
         if name not in data:
@@ -220,17 +254,17 @@ def _check(value, typ, meta, key, source):
         list: lambda v: isinstance(v, list),
     }[typ](value)
     if not ok:
-        raise ConfigError(f"{source}: key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{source(key)}: key '{key}' must be {typ.__name__}, got {type(value).__name__} {value!r}")
     if typ is float:
         value = float(value)
         if not math.isfinite(value):
-            raise ConfigError(f"{source}: key '{key}' must be finite, got {value}")
+            raise ConfigError(f"{source(key)}: key '{key}' must be finite, got {value}")
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{source}: key '{key}' must be one of {meta['choices']}, got {value!r}")
+        raise ConfigError(f"{source(key)}: key '{key}' must be one of {meta['choices']}, got {value!r}")
     if "min" in meta and value < meta["min"]:
-        raise ConfigError(f"{source}: key '{key}' must be >= {meta['min']}, got {value}")
+        raise ConfigError(f"{source(key)}: key '{key}' must be >= {meta['min']}, got {value}")
     if "max" in meta and value > meta["max"]:
-        raise ConfigError(f"{source}: key '{key}' must be <= {meta['max']}, got {value}")
+        raise ConfigError(f"{source(key)}: key '{key}' must be <= {meta['max']}, got {value}")
     return value
 
 

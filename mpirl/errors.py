@@ -12,7 +12,15 @@ class UsageError(Exception):
 
 
 class ConfigError(UsageError):
-    """A job file or ``--set`` override that does not fit the config schema."""
+    """A job file or ``--set`` override that does not fit the config schema.
+
+    ``key`` names the config key at fault when the message does not say where
+    it came from (environment errors), so the caller can add the source.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 class CheckpointError(UsageError):

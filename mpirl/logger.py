@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import sys
 import time
 
@@ -29,9 +30,18 @@ class NullLogger:
 
 
 class MetricsLogger(NullLogger):
-    """Appends one row per ``interval_s`` to ``metrics.csv`` and TensorBoard; draws the progress line."""
+    """Appends one row per ``interval_s`` to ``metrics.csv`` and TensorBoard; shows progress.
 
-    def __init__(self, run_dir: str, interval_s: float, tensorboard: bool = True, progress: bool = True):
+    Progress goes to stdout: a live line redrawn in place on a terminal, and a
+    plain line every ``print_every_s`` otherwise (pipes, SLURM output files).
+    ``resume_step``: the env step of the checkpoint a resumed run starts from;
+    rows logged after it (by the run that was interrupted) are dropped from
+    ``metrics.csv``, and TensorBoard is told to drop them too, so env_steps
+    only grows.
+    """
+
+    def __init__(self, run_dir: str, interval_s: float, tensorboard: bool = True, progress: bool = True,
+                 print_every_s: float = 30.0, resume_step: int | None = None):
         self.path = os.path.join(run_dir, "metrics.csv")
         self.interval_s = interval_s
         self.last = -math.inf
@@ -40,6 +50,8 @@ class MetricsLogger(NullLogger):
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
             with open(self.path, newline="") as f:
                 self.columns = next(csv.reader(f), None)
+            if resume_step is not None and self.columns and "env_steps" in self.columns:
+                self._truncate_after(resume_step)
         self.file = open(self.path, "a", newline="")
         self.writer = csv.writer(self.file)
         self.tb = None
@@ -47,8 +59,27 @@ class MetricsLogger(NullLogger):
             from mpirl.tbwriter import EventWriter
 
             self.tb = EventWriter(os.path.join(run_dir, "tb"))
+            if resume_step is not None:
+                self.tb.session_start(resume_step + 1)
         self.tty = progress and stdout_is_terminal()
+        self.print_every_s = print_every_s if progress and not self.tty and print_every_s > 0 else None
+        self._last_print = time.monotonic()
         self._progress_width = 0
+
+    def _truncate_after(self, step: int) -> None:
+        # Atomic rewrite: a crash here leaves either the old or the new file, never half of one.
+        col = self.columns.index("env_steps")
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))[1:]
+        keep = [r for r in rows if len(r) > col and _before_or_at(r[col], step)]
+        if len(keep) == len(rows):
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(self.columns)
+            w.writerows(keep)
+        os.replace(tmp, self.path)
 
     def log(self, row: dict, force: bool = False) -> bool:
         """Write ``row`` if ``interval_s`` has passed since the last one (or ``force``)."""
@@ -64,10 +95,10 @@ class MetricsLogger(NullLogger):
             row = dict(row, env_steps_per_s=rate)
         self._last_row = (now, row["env_steps"])
         if self.columns is None:
-            self.columns = BASE_COLUMNS + sorted(k for k in row if k not in BASE_COLUMNS)
+            self.columns = BASE_COLUMNS + sorted((k for k in row if k not in BASE_COLUMNS), key=_natural)
             self.writer.writerow(self.columns)
         elif set(row) - set(self.columns):
-            self._widen(sorted(set(row) - set(self.columns)))
+            self._widen(sorted(set(row) - set(self.columns), key=_natural))
         self.writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
         self.file.flush()
         if self.tb is not None:
@@ -77,6 +108,9 @@ class MetricsLogger(NullLogger):
             self.tb.flush()
         if self.tty:
             self._progress(row)
+        elif self.print_every_s is not None and (force or now - self._last_print >= self.print_every_s):
+            self._last_print = now
+            print(f"mpirl: {self._progress_text(row)}", flush=True)
         return True
 
     def _widen(self, new_columns) -> None:
@@ -95,11 +129,15 @@ class MetricsLogger(NullLogger):
         self.file = open(self.path, "a", newline="")
         self.writer = csv.writer(self.file)
 
-    def _progress(self, row):
+    @staticmethod
+    def _progress_text(row) -> str:
         ret = row.get("episode_return_mean", float("nan"))
-        line = (f"steps {int(row['env_steps']):>10,}  updates {int(row.get('updates', 0)):>8,}  "
+        return (f"steps {int(row['env_steps']):>10,}  updates {int(row.get('updates', 0)):>8,}  "
                 f"return {ret:8.3f}  episodes {int(row.get('episodes', 0)):>8,}  "
                 f"{_num(row.get('env_steps_per_s')):>9,.0f} steps/s  {row.get('wall_time_s', 0):7.1f}s")
+
+    def _progress(self, row):
+        line = self._progress_text(row)
         sys.stdout.write("\r" + line.ljust(self._progress_width))
         sys.stdout.flush()
         self._progress_width = len(line)
@@ -145,6 +183,18 @@ def stdout_is_terminal() -> bool:
         except (OSError, ValueError, IndexError):
             return False
     return False
+
+
+def _natural(name: str) -> list:
+    # env_steps_actor2 before env_steps_actor10: digit runs compare as numbers.
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
+def _before_or_at(cell: str, step: int) -> bool:
+    try:
+        return float(cell) <= step
+    except ValueError:
+        return False
 
 
 def _num(v) -> float:

@@ -15,8 +15,9 @@ import time
 import numpy as np
 
 from mpirl import checkpoint as ckpt_io
-from mpirl.config import Config, apply_overrides, from_dict, load_job, parse_config, to_dict, to_toml
-from mpirl.errors import CheckpointError, NonFiniteError, UsageError
+from mpirl.config import (Config, KeySource, apply_overrides, from_dict, load_job, parse_config, to_dict,
+                          to_toml)
+from mpirl.errors import CheckpointError, ConfigError, NonFiniteError, UsageError
 from mpirl.logger import MetricsLogger, NullLogger
 from mpirl.seeding import capture_rng_state, rank_rng, restore_rng_state, seed_globals
 
@@ -41,9 +42,11 @@ def prepare(args, world_size: int):
         resume_ckpt = ckpt_io.load_latest(ckpt_dir, warn=lambda m: print(m, file=sys.stderr, flush=True))
     if args.job:
         cfg = load_job(args.job, args.set)
+        source = KeySource(args.job, args.set)
     elif resume_ckpt is not None:
         data = apply_overrides(json.loads(json.dumps(resume_ckpt.config)), args.set)
-        cfg = parse_config(data, f"{resume_ckpt.path} (stored config)")
+        source = KeySource(f"{resume_ckpt.path} (stored config)", args.set)
+        cfg = parse_config(data, source)
     else:
         raise UsageError("train needs a job file (mpirl train JOB.toml) or --resume --run-dir DIR")
 
@@ -51,22 +54,32 @@ def prepare(args, world_size: int):
     if world_size < algo.MIN_RANKS:
         raise UsageError(f"algo {cfg.algo!r} needs at least {algo.MIN_RANKS} MPI ranks "
                          f"(rank 0 learner plus actors); got {world_size}: launch with mpirun -n {algo.MIN_RANKS} or more")
-    env = make_env(cfg.env)
     try:
-        algo.check_env(cfg, env)
-        expected = algo.state_shapes(cfg, env)
-    finally:
-        env.close()
+        env = make_env(cfg.env)
+        try:
+            algo.check_env(cfg, env)
+            expected = algo.state_shapes(cfg, env)
+        finally:
+            env.close()
+    except ConfigError as e:  # environment errors name the key; say where that key was given
+        raise ConfigError(f"{source(e.key or 'env.id')}: {e}") from None
 
     if resume_ckpt is not None:
         _check_compatible(cfg, resume_ckpt, expected)
+        done = int(resume_ckpt.counters.get("env_steps", 0))
+        if cfg.total_env_steps < done:
+            raise ConfigError(f"{source('total_env_steps')}: key 'total_env_steps' is {cfg.total_env_steps:,}, below "
+                              f"the {done:,} env steps of checkpoint {resume_ckpt.path}: a resumed run only goes "
+                              f"forward; give a larger target, e.g. --set total_env_steps={2 * done}")
         run_dir = args.run_dir
-    else:
-        run_dir = args.run_dir or os.path.join(
-            "runs", f"{cfg.name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-        if ckpt_io.list_checkpoints(os.path.join(run_dir, "checkpoints")):
-            raise UsageError(f"run directory {run_dir} already holds checkpoints: "
+    elif args.run_dir:
+        run_dir = args.run_dir
+        if os.path.isdir(run_dir) and os.listdir(run_dir):
+            what = "checkpoints" if ckpt_io.list_checkpoints(os.path.join(run_dir, "checkpoints")) else "files"
+            raise UsageError(f"run directory {run_dir} is not empty (it holds {what} of another run): "
                              f"add --resume to continue it, or choose another --run-dir")
+    else:
+        run_dir = new_run_dir(os.path.join("runs", cfg.name))
     try:
         os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
         with open(os.path.join(run_dir, "config.toml"), "w") as f:
@@ -75,6 +88,26 @@ def prepare(args, world_size: int):
         raise UsageError(f"cannot write run directory {run_dir}: {e.strerror}") from None
     plan = {"config": to_dict(cfg), "run_dir": run_dir, "resume": resume_ckpt.path if resume_ckpt else None}
     return plan, resume_ckpt
+
+
+def new_run_dir(stem: str) -> str:
+    """Create and return ``<stem>-<timestamp>``, or ``...-2``, ``-3``: two runs never share a directory.
+
+    ``os.mkdir`` is atomic, so runs started in the same second (or on
+    several nodes over a shared filesystem) each get their own.
+    """
+    base = f"{stem}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+    for k in range(1, 10_000):
+        path = base if k == 1 else f"{base}-{k}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UsageError(f"cannot create run directory {path}: {e.strerror}") from None
+    raise UsageError(f"cannot create a run directory next to {base}: 10,000 taken")
 
 
 def _check_compatible(cfg: Config, ck, expected: dict) -> None:
@@ -108,8 +141,12 @@ class RunContext:
         self.start_unix = time.time()
         self.first_step_time = None
         self._last_ckpt = time.monotonic()
+        # A resumed run continues metrics.csv and TensorBoard at the checkpoint: rows logged after it go.
+        resume_step = int(resume_ckpt.counters.get("env_steps", 0)) if resume_ckpt is not None else None
         self.logger = (MetricsLogger(self.run_dir, self.cfg.log.interval_s, self.cfg.log.tensorboard,
-                                     self.cfg.log.progress) if world.is_learner else NullLogger())
+                                     self.cfg.log.progress, self.cfg.log.print_every_s, resume_step)
+                       if world.is_learner else NullLogger())
+        self.logger.message(f"mpirl: run directory {self.run_dir}")
         self.restored_extra = {}
         self.restored_rank_arrays = {}
         self.last_counters: dict = {}  # the counters of the newest checkpoint this run wrote
@@ -186,21 +223,26 @@ class RunContext:
         return self.world.is_learner and interval > 0 and time.monotonic() - self._last_ckpt >= interval
 
     def save_checkpoint(self, state: dict, counters: dict, rank_extra: dict | None = None,
-                        collective: bool = True, rank_arrays: dict | None = None) -> str | None:
+                        collective: bool = True, rank_arrays: dict | None = None,
+                        rank_rng_docs: dict | None = None) -> str | None:
         """Gather every rank's RNG state (and ``rank_extra``), write the checkpoint on rank 0.
 
         ``state`` and ``counters`` are taken from rank 0; ``rank_extra`` is
         JSON-able per-rank state (environment RNGs, schedules) returned to the
         same rank as ``ctx.restored_extra`` on resume. Collective: call on all
         ranks at the same point. Asynchronous algorithms call it on rank 0 only
-        with ``collective=False``; their actors are reseeded from the base seed,
-        rank and env-step count on resume.
+        with ``collective=False`` and pass the RNG documents their actors sent
+        (``mpirl.comm.control``) as ``rank_rng_docs``.
 
         ``rank_arrays`` (collective only): every rank's own named arrays, the
         same names and shapes on every rank (e.g. per-rank networks of gossip
         averaging). They are gathered in one buffer and stored as
         ``rank_<k>/<name>``; on resume rank k finds its own in
         ``ctx.restored_rank_arrays``.
+
+        ``rank_rng_docs`` (non-collective only): ``{rank: doc}`` of the other
+        ranks, each a ``mpirl.seeding.rank_rng_doc``; stored as their
+        ``rng/rank_<k>`` and restored to them on resume like a gathered one.
         """
         doc = capture_rng_state(self.rng)
         doc["extra"] = rank_extra or {}
@@ -220,8 +262,11 @@ class RunContext:
                                  f"latest.h5 still names the last finite checkpoint")
         counters = dict(counters, wall_time_s=self.wall_time())
         self.last_counters = counters
+        rng = dict(enumerate(rng))
+        if rank_rng_docs and not collective:  # the asynchronous actors' own documents
+            rng.update({int(r): d for r, d in rank_rng_docs.items() if int(r) != self.rank})
         return ckpt_io.save(os.path.join(self.run_dir, "checkpoints"), counters["env_steps"], state, counters,
-                            dict(enumerate(rng)), self.cfg.algo, self.cfg.env.id, to_dict(self.cfg),
+                            rng, self.cfg.algo, self.cfg.env.id, to_dict(self.cfg),
                             to_toml(self.cfg), keep=self.cfg.checkpoint.keep)
 
     def _gather_rank_arrays(self, arrays: dict) -> dict:

@@ -60,9 +60,9 @@ def _encode_value(tag: str, value: float) -> bytes:
 
 
 def _encode_event(wall_time: float, step: int = 0, file_version: str = None,
-                  values=None) -> bytes:
+                  values=None, session_start: bool = False) -> bytes:
     # Event {double wall_time = 1; int64 step = 2; string file_version = 3;
-    #        Summary summary = 5}
+    #        Summary summary = 5; SessionLog session_log = 7}
     out = _key(1, 1) + struct.pack("<d", wall_time)
     if step:
         out += _key(2, 0) + _varint(step)
@@ -71,6 +71,9 @@ def _encode_event(wall_time: float, step: int = 0, file_version: str = None,
     if values is not None:
         summary = b"".join(_len_delimited(1, _encode_value(t, v)) for t, v in values)
         out += _len_delimited(5, summary)
+    if session_start:
+        # SessionLog {SessionStatus status = 1}, START = 1
+        out += _len_delimited(7, _key(1, 0) + _varint(1))
     return out
 
 
@@ -121,6 +124,14 @@ class EventWriter:
             wall_time = time.time()
         items = [(str(t), _to_f32(v)) for t, v in values.items()]
         self._write(_encode_event(float(wall_time), step, values=items))
+
+    def session_start(self, step: int) -> None:
+        """Record a restart at ``step``: TensorBoard drops the points at ``step`` and later logged before it.
+
+        (TensorBoard's purge of orphaned data after a restart, as when a run
+        resumes from a checkpoint older than its last logged points.)
+        """
+        self._write(_encode_event(time.time(), int(step), session_start=True))
 
     def flush(self) -> None:
         """Push buffered records to the OS so readers can see them."""
