@@ -15,12 +15,13 @@ $(BIN)/python:
 	$(PIP) install -q --upgrade pip
 
 # The MPI runtime comes from the `mpich` wheel on PyPI; torch is pinned to the CPU build in constraints.txt.
+# bench (matplotlib) and tensorboard: what the README's tour uses after `make run`.
 $(VENV)/.installed: $(BIN)/python setup.py constraints.txt
-	$(PIP) install -q -c constraints.txt -e ".[mpich]"
+	$(PIP) install -q -c constraints.txt -e ".[mpich,bench,tensorboard]"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e ".[mpich,test]"
+	$(PIP) install -q -c constraints.txt -e ".[mpich,bench,tensorboard,test]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -21,6 +21,8 @@ setup(
         # The MPI runtime from PyPI for workstations; on a cluster mpi4py uses the site MPI.
         "mpich": ["mpich"],
         "bench": ["matplotlib>=3.5"],
+        # The viewer for the run directory's tb/ event files (mpirl writes them without it).
+        "tensorboard": ["tensorboard>=2.10"],
         "test": ["pytest>=7", "pytest-mpi>=0.6", "hypothesis>=6", "tensorboard>=2.10", "matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["mpirl=mpirl.cli:main"]},
