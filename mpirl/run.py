@@ -64,6 +64,9 @@ def prepare(args, world_size: int):
     except ConfigError as e:  # environment errors name the key; say where that key was given
         raise ConfigError(f"{source(e.key or 'env.id')}: {e}") from None
 
+    if cfg.stop.greedy_episodes and not getattr(algo, "GREEDY_STOP", False):
+        raise ConfigError(f"{source('stop.greedy_episodes')}: key 'stop.greedy_episodes' is not supported by "
+                          f"algo {cfg.algo!r} (supported: a2c, gossip_a2c)")
     if resume_ckpt is not None:
         _check_compatible(cfg, resume_ckpt, expected)
         done = int(resume_ckpt.counters.get("env_steps", 0))
@@ -150,6 +153,7 @@ class RunContext:
         self.restored_extra = {}
         self.restored_rank_arrays = {}
         self.last_counters: dict = {}  # the counters of the newest checkpoint this run wrote
+        self._next_greedy_check = 0  # episode count before which stop_confirmed does not evaluate again
         # Where each rank runs, for the log and timings.json: placement is the first question on a cluster.
         self.hosts = world.gather_json(socket.gethostname())
         if self.hosts is not None:
@@ -215,6 +219,40 @@ class RunContext:
         from mpirl import signals
 
         return self.world.is_learner and signals.requested()
+
+    def stop_confirmed(self, state_fn, episodes: int) -> bool:
+        """Collective: may the run stop now that its training return reached ``stop.episode_return_mean``?
+
+        With ``stop.greedy_episodes = 0`` (the default): yes. Otherwise rank 0
+        evaluates the greedy policy of ``state_fn()`` (called on rank 0 only)
+        over that many episodes and the verdict is broadcast: a stochastic
+        policy's training return can pass the threshold while its greedy
+        policy, the one evaluated and shipped, does not. ``episodes`` is the
+        agreed episode counter: after a failed check the next one waits for
+        100 more training episodes (a new window of returns).
+        """
+        n = self.cfg.stop.greedy_episodes
+        if n == 0:
+            return True
+        verdict = None
+        if self.world.is_learner:
+            verdict = episodes >= self._next_greedy_check and self._greedy_check(state_fn(), n, episodes)
+        return bool(self.world.bcast_json(verdict))
+
+    def _greedy_check(self, state: dict, n: int, episodes: int) -> bool:
+        from mpirl.algos import get_algo
+        from mpirl.evaluate import evaluate
+
+        # Seeds apart from the final evaluation's (12345 + i), and new ones at every check.
+        seed = 1_000_000 + 1000 * (episodes % 1_000_000)
+        got = evaluate(get_algo(self.cfg.algo).greedy_policy(state, self.cfg), self.cfg.env, n, seed=seed,
+                       max_episode_steps=self.cfg.eval.max_episode_steps)["episode_return_mean"]
+        ok = got >= self.cfg.stop.episode_return_mean
+        self.logger.message(f"mpirl: training return reached {self.cfg.stop.episode_return_mean}; greedy check "
+                            f"over {n} episodes: {got:.1f} -> {'stop' if ok else 'continue'}")
+        if not ok:
+            self._next_greedy_check = episodes + 100
+        return ok
 
     # ---- checkpoints ----------------------------------------------------
     def checkpoint_due(self) -> bool:

@@ -223,3 +223,10 @@ def test_eval_corrupted_file(run_mpirl, tmp_path, trained_run, damage):
 def test_eval_zero_episodes(run_mpirl, trained_run):
     cp = run_mpirl(["eval", trained_run["ckpt"], "--episodes", "0"], n=None)
     assert_usage_error(cp, "--episodes must be >= 1", "got 0")
+
+
+def test_greedy_stop_check_refused_where_unsupported(run_mpirl, tmp_path):
+    job = os.path.join(REPO, "jobs", "cartpole_dqn.toml")
+    cp = run_mpirl(["train", job, "--run-dir", str(tmp_path / "run"), "--set", "stop.greedy_episodes=10"], n=2,
+                   timeout=60)
+    assert_usage_error(cp, "--set stop.greedy_episodes", "not supported by algo 'dqn'")

@@ -11,6 +11,8 @@ from mpirl.algos.a2c.config import A2CConfig as Config
 __all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
 
 MIN_RANKS = 1
+#: Honours stop.greedy_episodes (RunContext.stop_confirmed).
+GREEDY_STOP = True
 
 
 def check_env(cfg, env) -> None:

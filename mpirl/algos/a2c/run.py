@@ -69,8 +69,9 @@ def train(ctx) -> dict:
         stats = learner.apply_gradient(counters["env_steps"])
         counters["updates"] = learner.updates
         ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
-        done = counters["env_steps"] >= cfg.total_env_steps or (
-            threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold) or got["stop"] > 0
+        reached = threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold
+        reached = reached and ctx.stop_confirmed(learner.state_dict, counters["episodes"])
+        done = counters["env_steps"] >= cfg.total_env_steps or reached or got["stop"] > 0
         wall = ctx.wall_time()
         ctx.log(dict(counters, episode_return_mean=ret_mean, **stats,
                      **{k: got[k] / size for k in ("pg_loss", "value_loss", "entropy")},

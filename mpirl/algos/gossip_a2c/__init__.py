@@ -7,6 +7,8 @@ from mpirl.algos.gossip_a2c.config import GossipA2CConfig as Config
 __all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
 
 MIN_RANKS = 1
+#: Honours stop.greedy_episodes (RunContext.stop_confirmed).
+GREEDY_STOP = True
 
 
 def train(ctx):
