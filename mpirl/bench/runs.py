@@ -11,12 +11,14 @@ import tempfile
 import time
 
 
-def launch(job: str, ranks: int, overrides=(), timeout: float = 900) -> dict:
+def launch(job: str, ranks: int, overrides=(), timeout: float = 900, env=None, inspect=None) -> dict:
     """Run ``mpirun -n ranks mpirl train job`` to completion; returns launch time, rows and eval.
 
-    ``rows`` are metrics.csv rows as floats; ``t_launch`` is the unix time
-    just before mpirun started, so ``row["wall_time_s"]`` plus the run's start
-    offset gives launch-to-event times.
+    ``rows`` are metrics.csv rows as floats; ``offset_s`` is the time from
+    launch to the run's ``wall_time_s`` zero, so ``row["wall_time_s"]`` plus
+    it gives launch-to-event times. ``env`` adds environment variables to the
+    launch; ``inspect(run_dir)``, when given, runs before the run directory
+    is removed and its result is returned as ``inspected``.
     """
     bindir = os.path.dirname(sys.executable)
     run_dir = tempfile.mkdtemp(prefix="mpirl-bench-")
@@ -27,7 +29,7 @@ def launch(job: str, ranks: int, overrides=(), timeout: float = 900) -> dict:
             cmd += ["--set", o]
         t0 = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ, MPIEXEC_TIMEOUT=str(int(timeout))))
+                              env=dict(os.environ, MPIEXEC_TIMEOUT=str(int(timeout)), **(env or {})))
         total = time.time() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -41,7 +43,8 @@ def launch(job: str, ranks: int, overrides=(), timeout: float = 900) -> dict:
                 result = json.load(f)
         # wall_time_s counts from rank 0's run context, created after imports and set-up: shift it to launch time.
         offset = timings["wall_time_zero_unix"] - t0
-        return {"rows": rows, "total_s": total, "offset_s": offset, "eval": result}
+        return {"rows": rows, "total_s": total, "offset_s": offset, "eval": result,
+                "inspected": inspect(run_dir) if inspect else None}
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
