@@ -93,10 +93,10 @@ def run_one(path: str, ranks: int, seed: int, kernel: str, overrides, timeout: f
 
 
 def summarise(runs: list) -> dict:
-    """Per job and kernel set: runs, passes, min and median of the judged figure."""
+    """Per job, rank count and kernel set: runs, passes, min and median of the judged figure."""
     out = {}
     for r in runs:
-        key = f"{r['job']}/{r['kernel']}"
+        key = f"{r['job']}/n{r['ranks']}/{r['kernel']}"
         out.setdefault(key, []).append(r)
     summary = {}
     for key, rs in out.items():
@@ -116,7 +116,8 @@ def main(argv) -> int:
                    help="seeds: 0-9, 0,3,5 or 0 3 5 (default 0-9)")
     p.add_argument("--kernels", default="native,default",
                    help="comma-separated kernel sets: native, default, avx2, avx512 (default %(default)s)")
-    p.add_argument("--ranks", type=int, default=None, help="rank count for every job (default: the job's own)")
+    p.add_argument("--ranks", type=int_list, nargs="+", default=None,
+                   help="rank counts to run every job at: 4, 2,3,5 or 2-4 (default: the job's own)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per run (default %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     p.add_argument("--name", default="learning", help="output file stem (default %(default)s)")
@@ -133,16 +134,16 @@ def main(argv) -> int:
     runs = []
     for name in args.jobs:
         path = job_path(name)
-        ranks = args.ranks or documented_ranks(path)
-        for kernel in kernels:
-            for seed in seeds:
-                runs.append(run_one(path, ranks, seed, kernel, args.set, args.timeout))
-                print(json.dumps(runs[-1]), flush=True)
+        for ranks in flat_ints(args.ranks) if args.ranks else [documented_ranks(path)]:
+            for kernel in kernels:
+                for seed in seeds:
+                    runs.append(run_one(path, ranks, seed, kernel, args.set, args.timeout))
+                    print(json.dumps(runs[-1]), flush=True)
     summary = summarise(runs)
     print(f"\nnative kernels here: {native}")
-    print(f"{'job/kernel':>34} {'ranks':>5} {'passed':>8} {'min':>10} {'median':>10} {'env steps':>10}")
+    print(f"{'job/ranks/kernel':>38} {'ranks':>5} {'passed':>8} {'min':>10} {'median':>10} {'env steps':>10}")
     for key, s in summary.items():
-        print(f"{key:>34} {s['ranks']:>5} {s['passed']:>4}/{s['runs']:<3} {s['min']:>10.2f} {s['median']:>10.2f} "
+        print(f"{key:>38} {s['ranks']:>5} {s['passed']:>4}/{s['runs']:<3} {s['min']:>10.2f} {s['median']:>10.2f} "
               f"{s['median_env_steps']:>10,.0f}")
     columns = ["job", "ranks", "seed", "kernel", "passed", "claim", "eval_return", "exact_return", "optimum",
                "env_steps", "wall_s"]
