@@ -157,7 +157,8 @@ class RunContext:
         # Where each rank runs, for the log and timings.json: placement is the first question on a cluster.
         self.hosts = world.gather_json(socket.gethostname())
         if self.hosts is not None:
-            self.logger.message(f"mpirl: {self.size} ranks on {describe_hosts(self.hosts)}")
+            ranks = f"{self.size} rank{'s' if self.size != 1 else ''}"
+            self.logger.message(f"mpirl: {ranks} on {describe_hosts(self.hosts)}")
         if os.environ.get("SLURM_JOB_ID"):
             self.logger.message(f"mpirl: SLURM job {os.environ['SLURM_JOB_ID']}, "
                                 f"SLURM_RESTART_COUNT={os.environ.get('SLURM_RESTART_COUNT', '0')}")

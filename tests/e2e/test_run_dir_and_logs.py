@@ -35,9 +35,10 @@ def test_runs_started_together_get_their_own_default_directories(write_job, tmp_
 
 def test_run_directory_is_printed_first(run_mpirl, write_job, tmp_path):
     run = str(tmp_path / "run")
-    p = run_mpirl(["train", write_job(), "--run-dir", run, "--no-eval"])
+    p = run_mpirl(["train", write_job(), "--run-dir", run, "--no-eval"], n=1)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines()[0] == f"mpirl: run directory {run}"
+    assert p.stdout.splitlines()[1].startswith("mpirl: 1 rank on 1 host: ")
 
 
 def test_non_empty_run_directory_is_refused_without_resume(run_mpirl, write_job, tmp_path):
