@@ -95,10 +95,10 @@ class MetricsLogger(NullLogger):
             row = dict(row, env_steps_per_s=rate)
         self._last_row = (now, row["env_steps"])
         if self.columns is None:
-            self.columns = BASE_COLUMNS + sorted((k for k in row if k not in BASE_COLUMNS), key=_natural)
+            self.columns = BASE_COLUMNS + sorted((k for k in row if k not in BASE_COLUMNS), key=natural_key)
             self.writer.writerow(self.columns)
         elif set(row) - set(self.columns):
-            self._widen(sorted(set(row) - set(self.columns), key=_natural))
+            self._widen(sorted(set(row) - set(self.columns), key=natural_key))
         self.writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
         self.file.flush()
         if self.tb is not None:
@@ -185,8 +185,8 @@ def stdout_is_terminal() -> bool:
     return False
 
 
-def _natural(name: str) -> list:
-    # env_steps_actor2 before env_steps_actor10: digit runs compare as numbers.
+def natural_key(name: str) -> list:
+    """Sort key that orders the numbers in names by value: ``env_steps_actor2`` before ``env_steps_actor10``."""
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
 
 

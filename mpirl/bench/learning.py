@@ -17,14 +17,13 @@ the job file's header) unless ``--ranks`` is given. Writes ``<name>.csv`` and
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import statistics
 import time
 
-from mpirl.bench.output import add_out_dir, flat_ints, int_list, write_csv_json
+from mpirl.bench.output import add_out_dir, bench_parser, flat_ints, int_list, print_written, write_csv_json
 from mpirl.bench.runs import launch
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -109,7 +108,7 @@ def summarise(runs: list) -> dict:
 
 def main(argv) -> int:
     """Run the learning sweep; prints one JSON line per run and a summary table, writes CSV/JSON."""
-    p = argparse.ArgumentParser(prog="mpirl bench learning", description=__doc__.split("\n\n")[0])
+    p = bench_parser("learning", __doc__)
     p.add_argument("--jobs", nargs="+", required=True, metavar="JOB",
                    help="job names under jobs/ (cartpole_dqn) or paths")
     p.add_argument("--seeds", type=int_list, nargs="+", default=[list(range(10))],
@@ -150,5 +149,5 @@ def main(argv) -> int:
     paths = write_csv_json(args.out_dir, args.name, runs, columns,
                            {"summary": summary, "runs": runs, "native_kernels": native, "seeds": seeds,
                             "date": time.strftime("%Y-%m-%d")})
-    print("wrote " + ", ".join(paths))
+    print_written(paths)
     return 0 if all(r["passed"] for r in runs) else 1

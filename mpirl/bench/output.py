@@ -14,6 +14,8 @@ import os
 import re
 import time
 
+from mpirl.logger import natural_key  # noqa: F401 - one sort order for metrics.csv and bench CSVs
+
 
 def write_csv_json(out_dir: str, stem: str, rows: list, columns: list, doc: dict) -> list:
     """Write ``rows`` to ``<stem>.csv`` and ``doc`` to ``<stem>.json``; returns both paths."""
@@ -85,11 +87,6 @@ def bench_parser(what: str, doc: str) -> argparse.ArgumentParser:
 def plural(n, word: str) -> str:
     """``1 rank``, ``2 ranks``."""
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders the numbers in names by value: ``env_steps_actor2`` before ``env_steps_actor10``."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
 
 
 def ordered_columns(rows, first=()) -> list:
