@@ -62,3 +62,49 @@ def restore_rng_state(doc: dict, generator: np.random.Generator | None = None) -
     if "torch" in doc and "torch" in sys.modules:
         torch = sys.modules["torch"]
         torch.set_rng_state(torch.tensor(doc["torch"], dtype=torch.uint8))
+
+
+def rank_rng_doc(generator: np.random.Generator | None = None, extra: dict | None = None) -> dict:
+    """One rank's RNG document as a checkpoint stores it: :func:`capture_rng_state` plus ``extra``.
+
+    ``extra`` is JSON-able per-rank state (an algorithm's own generators,
+    environment RNGs, schedule positions) that comes back to the same rank as
+    ``ctx.restored_extra`` on resume.
+    """
+    doc = capture_rng_state(generator)
+    doc["extra"] = extra or {}
+    return doc
+
+
+def env_generators(envs) -> list:
+    """The numpy Generators behind a gymnasium (vector) env's randomness, in a fixed order.
+
+    A ``SyncVectorEnv`` has one per copy; a native vector env (CartPole's) one
+    for all copies; a plain env one. An ``AsyncVectorEnv`` keeps them in other
+    processes: none (its environments are reseeded on resume).
+    """
+    if hasattr(envs, "envs"):  # SyncVectorEnv
+        return [e.unwrapped.np_random for e in envs.envs]
+    if hasattr(envs, "env_fns") or hasattr(envs, "processes"):  # AsyncVectorEnv
+        return []
+    gen = getattr(getattr(envs, "unwrapped", envs), "np_random", None)
+    return [gen] if isinstance(gen, np.random.Generator) else []
+
+
+def capture_env_rng(envs) -> list:
+    """The bit-generator states of :func:`env_generators` (JSON-able)."""
+    return [g.bit_generator.state for g in env_generators(envs)]
+
+
+def restore_env_rng(envs, states) -> bool:
+    """Put :func:`capture_env_rng`'s states back (in place); False if there are none or they do not fit.
+
+    Call it before the environments' next ``reset()``: the episodes that were in
+    flight start over, drawing from the restored streams.
+    """
+    gens = env_generators(envs)
+    if not states or len(states) != len(gens):
+        return False
+    for g, s in zip(gens, states):
+        g.bit_generator.state = s
+    return True
