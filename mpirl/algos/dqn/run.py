@@ -19,6 +19,7 @@ from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
 from mpirl.algos.dqn.messages import fill_trajectory, trajectory_spec, transitions
 from mpirl.comm.buffers import MessageSpec, flat_parameters
 from mpirl.replay import ReplayBuffer
+from mpirl.seeding import capture_env_rng, restore_env_rng
 
 _CTRL = ("done", "checkpoint", "env_steps", "updates", "episodes")
 
@@ -52,6 +53,7 @@ def train(ctx) -> dict:
     else:
         net = make_network(a, obs_dim, n_actions)
         flat = flat_parameters(net)
+        restore_env_rng(envs, ctx.restored_extra.get("env_rng"))  # before the actor's first reset
         actor = VectorActor(envs, net, a.rollout_steps, a.n_step, a.gamma, ctx.rng)
         recv = None
     weights = MessageSpec({"params": (flat.shape, np.float32), "ctrl": ((len(_CTRL),), np.float64)}).allocate()
@@ -94,7 +96,8 @@ def train(ctx) -> dict:
         counters.update({k: int(ctrl[k]) for k in ("env_steps", "updates", "episodes")})
         if ctrl["checkpoint"] or ctrl["done"]:
             state = learner.state_dict(cfg.checkpoint.replay) if world.is_learner else {}
-            ctx.save_checkpoint(state, counters, {"returns": list(window)})
+            env_rng = [] if world.is_learner else capture_env_rng(envs)
+            ctx.save_checkpoint(state, counters, {"returns": list(window), "env_rng": env_rng})
         if ctrl["done"]:
             break
     if not world.is_learner:
