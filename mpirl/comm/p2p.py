@@ -199,51 +199,6 @@ def deliver_all(world, senders: dict, what: str) -> None:
                                          f"rank 0 waited {timeout:g} s for {what} to be taken"))
 
 
-_GOODBYE = MessageSpec({"rank": ((), np.int64)})
-
-
-def say_goodbye(world, data_sender: Sender, bye_tag: int) -> None:
-    """Actor side of a clean shutdown: complete every data send, then tell rank 0 this rank is done."""
-    data_sender.flush()
-    bye = Sender(world, _GOODBYE, bye_tag, slots=1)
-    bye.buffer(0)["rank"] = world.rank
-    bye.send(0, 0)
-    bye.flush()
-
-
-def shutdown_actors(world, data_rx: Receiver, publishers: dict, bye_tag: int) -> None:
-    """Learner side of a clean shutdown of asynchronous actors (Ape-X, IMPALA).
-
-    Completes the weight sends in flight (``publishers``: rank -> Sender),
-    sends the shutdown message to every actor, then keeps taking (and
-    dropping) their data, which frees actors blocked on a full send pool,
-    until each has said goodbye; finally cancels the receives still posted.
-    No message is left unmatched.
-    """
-    def weights_delivered():
-        data_rx.poll()  # actors blocked on a full send pool must be able to move on
-        return all(s.free_slot() is not None for s in publishers.values())
-
-    poll_until(weights_delivered)
-    for r in world.actor_ranks:
-        send_shutdown(world, r)
-    # data_rx watches the actors until each says goodbye: every actor still sends data or its goodbye.
-    byes = Receiver(world, _GOODBYE, bye_tag, world.actor_ranks, watch=False)
-    left = set(world.actor_ranks)
-
-    def drained():
-        data_rx.poll()
-        got = byes.poll()
-        if got is not None:
-            left.discard(got[0])
-            data_rx.stop_watching(got[0])
-        return not left
-
-    poll_until(drained)
-    data_rx.close()
-    byes.close()
-
-
 def _mpi_byte():
     from mpi4py import MPI
 

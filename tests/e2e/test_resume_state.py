@@ -6,6 +6,8 @@ End to end under real mpirun: train a short run, resume it with a larger
 import csv
 import os
 
+import pytest
+
 from mpirl import checkpoint
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -57,3 +59,57 @@ def test_dqn_resume_continues_every_counter(run_mpirl, tmp_path):
     assert second.counters["episodes"] > first.counters["episodes"]
     # Adam's step count went on from the checkpoint, and so did the target-copy schedule (updates % period).
     assert int(second.state["optim/state/0/step"]) == second.counters["updates"]
+
+
+# ---------------------------------------------------------------- the asynchronous actors' RNG states
+
+ASYNC = {  # algo: (job, steps of the first run, extra sets)
+    "apex": ("cartpole_apex", 8000, ["--set", "env.num_envs=4", "--set", "apex.learning_starts=500"]),
+    "impala": ("cartpole_impala", 20000, ["--set", "env.num_envs=8"]),
+    "a3c": ("cartpole_a3c", 8000, ["--set", "env.num_envs=4"]),
+}
+
+
+def _actor_keys(algo):
+    # What each actor reports: its generator (acting) and environment RNGs, plus its own
+    # sampling generator (impala, a3c) or its warm-up position (apex).
+    return {"env_rng", "own_steps"} if algo == "apex" else {"env_rng", "actor_rng"}
+
+
+def _assert_every_rank(ck, algo, n):
+    assert sorted(ck.rng) == list(range(n)), (ck.path, sorted(ck.rng))
+    for r in range(1, n):
+        doc = ck.rng[r]
+        assert {"python", "numpy_global", "generator", "extra"} <= set(doc), (ck.path, r, sorted(doc))
+        assert _actor_keys(algo) <= set(doc["extra"]), (ck.path, r, sorted(doc["extra"]))
+        assert doc["extra"]["env_rng"], (ck.path, r)  # CartPole's vector env: one generator
+    # Every actor has a stream of its own.
+    assert len({str(ck.rng[r]["generator"]) for r in range(1, n)}) == n - 1
+
+
+@pytest.mark.parametrize("algo", sorted(ASYNC))
+def test_async_checkpoints_hold_and_resume_every_ranks_rng(run_mpirl, tmp_path, algo):
+    name, steps, extra = ASYNC[algo]
+    n = 3
+    run = str(tmp_path / "run")
+    p = run_mpirl(["train", job(name), "--run-dir", run, "--set", f"total_env_steps={steps}",
+                   "--set", "stop.episode_return_mean=1000", "--set", "checkpoint.interval_s=0.2"] + extra + QUIET,
+                  n=n, timeout=120)
+    assert p.returncode == 0, p.stderr
+    files = checkpoint.list_checkpoints(os.path.join(run, "checkpoints"))
+    # The final checkpoint (states sent with the goodbyes) and at least one written during training
+    # (states sent in a report round) hold every rank's RNG state.
+    assert len(files) >= 2, files
+    for path in files:
+        _assert_every_rank(checkpoint.load(path), algo, n)
+    first = latest(run)
+    p = run_mpirl(["train", "--resume", "--run-dir", run, "--set", f"total_env_steps={2 * steps}"] + QUIET,
+                  n=n, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "resuming from" in p.stdout
+    assert "seeding it fresh" not in p.stderr, p.stderr  # every actor got its own state back
+    second = latest(run)
+    assert second.counters["env_steps"] >= 2 * steps and second.counters["updates"] > first.counters["updates"]
+    _assert_every_rank(second, algo, n)
+    for r in range(1, n):  # the streams went on from there
+        assert second.rng[r]["generator"] != first.rng[r]["generator"]

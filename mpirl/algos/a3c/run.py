@@ -13,10 +13,15 @@ and sends the fresh parameters and their version back to that worker only.
 Staleness of a gradient is rank 0's update count when it is applied minus v:
 the updates made from other workers' gradients since the worker's pull.
 
+Checkpoints: rank 0 opens a report round (``mpirl.comm.control``) and flags
+it in each worker's next reply; the worker sends its RNG state (JSON) before
+its next unroll, and rank 0 writes the checkpoint once every worker has.
+
 Shutdown: once rank 0 decides to stop, it answers each worker's next gradient
 (not applied) with a stop flag instead of a new pull; a worker receiving it
-completes its sends and ends. Rank 0 completes its replies, cancels its
-posted receives and writes the final checkpoint.
+completes its sends and says goodbye with its final RNG state. Rank 0
+completes its replies, cancels its posted receives, collects the goodbyes and
+writes the final checkpoint.
 """
 from __future__ import annotations
 
@@ -27,11 +32,12 @@ import numpy as np
 
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.learner import ActorCriticLearner
-from mpirl.algos.impala.actor import UnrollActor
+from mpirl.algos.impala.actor import UnrollActor, resumed_sampling, rng_doc
 from mpirl.comm.buffers import MessageSpec
+from mpirl.comm.control import ActorControl, StateReports
 from mpirl.comm.p2p import Receiver, Sender, deliver_all
 
-TAG_GRAD, TAG_PARAMS = 31, 32
+TAG_GRAD, TAG_PARAMS, TAG_REPORT = 31, 32, 33  # TAG_REPORT: the workers' RNG reports and goodbyes
 STATS = ("pg_loss", "value_loss", "entropy", "mpi_s", "wall_s")
 
 
@@ -43,8 +49,10 @@ def gradient_spec(n: int, max_returns: int) -> MessageSpec:
 
 
 def params_spec(n: int) -> MessageSpec:
-    """Rank 0's reply: the flat parameters, their version (its update count) and the stop flag."""
-    return MessageSpec({"params": ((n,), np.float32), "version": ((), np.int64), "stop": ((), np.int64)})
+    """Rank 0's reply: the flat parameters, their version (its update count), the stop flag and the
+    report round the worker is asked to answer (0: none)."""
+    return MessageSpec({"params": ((n,), np.float32), "version": ((), np.int64), "stop": ((), np.int64),
+                        "report": ((), np.int64)})
 
 
 def train(ctx) -> dict:
@@ -59,9 +67,8 @@ def train(ctx) -> dict:
     if world.is_learner:
         envs.close()
         return _serve(ctx, learner, *specs)
-    # Workers get no RNG state of their own from a checkpoint: derive the sampling stream from the steps too.
-    rng = np.random.default_rng([int(ctx.rng.integers(2**31)), resumed_steps])
-    _work(ctx, learner, UnrollActor(envs, learner.net.actor, a.t_max, rng), *specs)
+    _work(ctx, learner, UnrollActor(envs, learner.net.actor, a.t_max, resumed_sampling(ctx, envs, resumed_steps)),
+          *specs)
     envs.close()
     return {}
 
@@ -69,6 +76,7 @@ def train(ctx) -> dict:
 def _work(ctx, learner, actor, gspec, pspec) -> None:
     world = ctx.world
     tx = Sender(world, gspec, TAG_GRAD, slots=1)
+    ctl = ActorControl(world, lambda: rng_doc(ctx, actor), TAG_REPORT)
     rx = Receiver(world, pspec, TAG_PARAMS, [0])
     _, reply = rx.recv()
     # Time in MPI counts from the first parameters on: the wait for them is start-up (rank 0 still
@@ -76,6 +84,7 @@ def _work(ctx, learner, actor, gspec, pspec) -> None:
     mpi_s = 0.0
     start = time.perf_counter()
     while not int(reply["stop"]):
+        ctl.answer(int(reply["report"]))  # a checkpoint asks for this worker's RNG state (once per round)
         learner.flat[...] = reply["params"]
         version = int(reply["version"])
         out = actor.unroll()
@@ -91,7 +100,7 @@ def _work(ctx, learner, actor, gspec, pspec) -> None:
         tx.send(slot, 0)
         _, reply = rx.recv()
         mpi_s += time.perf_counter() - t0
-    tx.flush()
+    ctl.goodbye(tx)  # carries this worker's final state for the last checkpoint
     rx.close()
 
 
@@ -104,6 +113,7 @@ def _serve(ctx, learner, gspec, pspec) -> dict:
     window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
     rx = Receiver(world, gspec, TAG_GRAD, world.actor_ranks)
     replies = {r: Sender(world, pspec, TAG_PARAMS, slots=1) for r in world.actor_ranks}
+    reports = StateReports(world, TAG_REPORT)  # requests travel in the replies' "report" field
     worker_stats = {}
 
     def reply(rank, stop):
@@ -111,7 +121,12 @@ def _serve(ctx, learner, gspec, pspec) -> dict:
         slot = sender.acquire()  # the worker has received the previous reply before sending this gradient
         msg = sender.buffer(slot)
         msg["params"], msg["version"], msg["stop"] = learner.flat, learner.updates, int(stop)
+        msg["report"] = 0 if stop else reports.asking(rank)
         sender.send(slot, rank)
+
+    def save(worker_docs):
+        ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False,
+                            rank_rng_docs=worker_docs)
 
     for r in world.actor_ranks:
         reply(r, False)
@@ -142,13 +157,17 @@ def _serve(ctx, learner, gspec, pspec) -> dict:
                        staleness=float(np.mean(staleness)), staleness_max=float(np.max(staleness)))
             if ctx.log(row, force=done):
                 staleness = []
-            if ctx.checkpoint_due() and not done:
-                ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
+            if reports.pending and not done:  # a checkpoint is written once every worker has sent its state
+                docs = reports.poll()
+                if docs is not None:
+                    save(docs)
+            elif ctx.checkpoint_due() and not done:
+                reports.request()
         if done:
             told.add(rank)
             rx.stop_watching(rank)  # it will send nothing more: its silence is no fault
         reply(rank, done)
     deliver_all(world, replies, "the stop message")  # a worker silent now must not hang the job
     rx.close()
-    ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
+    save(reports.collect_goodbyes("the workers' goodbyes"))  # with their final states; same deadline
     return learner.state_dict()

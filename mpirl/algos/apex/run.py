@@ -25,10 +25,13 @@ from mpirl.algos.dqn.actor import VectorActor
 from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
 from mpirl.algos.dqn.messages import fill_trajectory, trajectory_spec, transitions
 from mpirl.comm.buffers import MessageSpec, flat_parameters
-from mpirl.comm.p2p import Receiver, Sender, say_goodbye, shutdown_actors, shutdown_requested
+from mpirl.comm.control import ActorControl, StateReports
+from mpirl.comm.p2p import Receiver, Sender
 from mpirl.replay import PrioritizedReplay
+from mpirl.seeding import capture_env_rng, rank_rng_doc, restore_env_rng
 
-TAG_DATA, TAG_WEIGHTS, TAG_BYE = 11, 12, 13
+# TAG_CTRL: rank 0's report requests and stop; TAG_BYE: the actors' reports and goodbyes (mpirl.comm.control).
+TAG_DATA, TAG_WEIGHTS, TAG_BYE, TAG_CTRL = 11, 12, 13, 14
 
 
 def actor_epsilon(a, i: int, n: int) -> float:
@@ -79,6 +82,7 @@ def train(ctx) -> dict:
     net = make_network(a, obs_dim, n_actions)
     flat = flat_parameters(net)
     weights_spec = MessageSpec({"params": (flat.shape, np.float32), "version": ((), np.int64)})
+    restore_env_rng(probe, ctx.restored_extra.get("env_rng"))  # before the actor's first reset
     actor = VectorActor(probe, net, a.rollout_steps, a.n_step, a.gamma, ctx.rng)
     _act(ctx, actor, flat, traj_spec, weights_spec)
     probe.close()
@@ -88,8 +92,12 @@ def train(ctx) -> dict:
 def _act(ctx, actor, flat, traj_spec, weights_spec) -> None:
     a, world = ctx.agent, ctx.world
     eps = actor_epsilon(a, world.rank - 1, world.num_actors)
-    # A resumed run has finished its warm-up: count the steps this actor's share already took.
-    own_steps = restored_counters(ctx)["env_steps"] // world.num_actors
+    # A resumed run has finished its warm-up: this actor's own count from its checkpointed state, or
+    # (a checkpoint without it) the share of the steps it took.
+    own_steps = int(ctx.restored_extra.get("own_steps", restored_counters(ctx)["env_steps"] // world.num_actors))
+    # What this actor reports for a checkpoint: its generator (acting), environment RNGs, warm-up position.
+    ctl = ActorControl(world, lambda: rank_rng_doc(ctx.rng, {"env_rng": capture_env_rng(actor.envs),
+                                                             "own_steps": own_steps}), TAG_BYE, TAG_CTRL)
     tx = Sender(world, traj_spec, TAG_DATA, slots=a.send_slots, synchronous=True)
     weights = Receiver(world, weights_spec, TAG_WEIGHTS, [0])
     _, first = weights.recv()
@@ -106,15 +114,15 @@ def _act(ctx, actor, flat, traj_spec, weights_spec) -> None:
         slot = None
         while slot is None and not stop:  # a full send pool means the learner is behind: wait, not spin
             slot = tx.acquire(timeout_s=0.05)
-            stop = shutdown_requested(world, 0)  # consumes the message: never overwrite a True
+            stop = ctl.poll()  # answers report requests; True (for good) once rank 0 said stop
         if slot is None:
             break
         msg = tx.buffer(slot)
         fill_trajectory(msg, out)
         msg["priority"] = actor.priorities(out)
         tx.send(slot, 0)
-        stop = stop or shutdown_requested(world, 0)
-    say_goodbye(world, tx, TAG_BYE)
+        stop = ctl.poll()
+    ctl.goodbye(tx)  # carries this actor's final state for the last checkpoint
     weights.close()
 
 
@@ -127,8 +135,17 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
     window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
     rx = Receiver(world, traj_spec, TAG_DATA, world.actor_ranks)
     pubs = {r: Sender(world, weights_spec, TAG_WEIGHTS, slots=1) for r in world.actor_ranks}
+    reports = StateReports(world, TAG_BYE, TAG_CTRL)
     limiter = RateLimiter(a.samples_per_insert, a.rate_error_buffer, max(a.learning_starts, a.batch_size))
     limiter.inserted = len(learner.replay)
+    saved = ctx.restored_extra.get("limiter")
+    if saved and len(learner.replay):  # the memory came back: so does the limiter's ratio
+        limiter.inserted, limiter.sampled = int(saved[0]), int(saved[1])
+
+    def save(actor_docs):
+        ctx.save_checkpoint(learner.state_dict(cfg.checkpoint.replay), counters,
+                            {"returns": list(window), "limiter": [limiter.inserted, limiter.sampled]},
+                            collective=False, rank_rng_docs=actor_docs)
 
     def publish():
         for rank, sender in pubs.items():
@@ -172,11 +189,12 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
         ctx.log(dict(counters, **{f"env_steps_actor{r}": n for r, n in per_actor.items()},
                      episode_return_mean=ret_mean, replay_size=len(learner.replay),
                      samples_per_insert=limiter.sampled / max(1, limiter.inserted), **metrics), force=done)
-        if ctx.checkpoint_due() and not done:
-            ctx.save_checkpoint(learner.state_dict(cfg.checkpoint.replay), counters, {"returns": list(window)},
-                                collective=False)
+        if reports.pending and not done:  # a checkpoint is written once every actor has sent its state
+            docs = reports.poll()
+            if docs is not None:
+                save(docs)
+        elif ctx.checkpoint_due() and not done:
+            reports.request()
 
-    shutdown_actors(world, rx, pubs, TAG_BYE)
-    ctx.save_checkpoint(learner.state_dict(cfg.checkpoint.replay), counters, {"returns": list(window)},
-                        collective=False)
+    save(reports.shutdown(rx, pubs))  # the goodbyes carry the actors' final states
     return learner.state_dict(with_replay=False)

@@ -8,6 +8,33 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mpirl.seeding import capture_env_rng, rank_rng_doc, restore_env_rng
+
+
+def resumed_sampling(ctx, envs, resumed_steps: int) -> np.random.Generator:
+    """An actor's action-sampling Generator, with ``envs`` put back where the checkpoint left them.
+
+    A fresh run (or a rank the checkpoint has no state for) derives the
+    Generator from one draw of this rank's stream and the env steps; on
+    resume it is the state this actor reported for the checkpoint
+    (``extra["actor_rng"]``, see :func:`rng_doc`), and
+    its environments' RNGs (``extra["env_rng"]``) are restored before their
+    first reset. Call before building the :class:`UnrollActor`.
+    """
+    saved = ctx.restored_extra.get("actor_rng")
+    if saved is None:
+        rng = np.random.default_rng([int(ctx.rng.integers(2**31)), resumed_steps])
+    else:  # restored, not derived again (and this rank's generator is not drawn from)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = saved
+    restore_env_rng(envs, ctx.restored_extra.get("env_rng"))
+    return rng
+
+
+def rng_doc(ctx, actor: "UnrollActor") -> dict:
+    """What an actor reports for a checkpoint: its RNG states now, with the sampling and environment RNGs."""
+    return rank_rng_doc(ctx.rng, {"actor_rng": actor.rng.bit_generator.state, "env_rng": capture_env_rng(actor.envs)})
+
 
 class UnrollActor:
     """Samples actions from the policy in B environment copies; returns T x B unrolls.

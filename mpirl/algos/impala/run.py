@@ -27,13 +27,15 @@ from collections import deque
 import numpy as np
 
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
-from mpirl.algos.impala.actor import UnrollActor
+from mpirl.algos.impala.actor import UnrollActor, resumed_sampling, rng_doc
 from mpirl.algos.impala.learner import ImpalaLearner, make_network
 from mpirl.algos.impala.messages import UnrollBatch, fill_unroll, unroll_spec, weights_spec
 from mpirl.comm.buffers import flat_parameters
-from mpirl.comm.p2p import Receiver, Sender, say_goodbye, shutdown_actors, shutdown_requested
+from mpirl.comm.control import ActorControl, StateReports
+from mpirl.comm.p2p import Receiver, Sender
 
-TAG_UNROLL, TAG_WEIGHTS, TAG_BYE = 21, 22, 23
+# TAG_CTRL: rank 0's report requests and stop; TAG_BYE: the actors' reports and goodbyes (mpirl.comm.control).
+TAG_UNROLL, TAG_WEIGHTS, TAG_BYE, TAG_CTRL = 21, 22, 23, 24
 
 
 def train(ctx) -> dict:
@@ -49,9 +51,7 @@ def train(ctx) -> dict:
         return _learn(ctx, learner, spec)
     net = make_network(a, obs_dim, n_actions)
     flat = flat_parameters(net)
-    # Actors get no RNG state of their own from a checkpoint: derive the sampling stream from the steps too.
-    rng = np.random.default_rng([int(ctx.rng.integers(2**31)), resumed_steps])
-    actor = UnrollActor(envs, net.actor, a.unroll_length, rng)
+    actor = UnrollActor(envs, net.actor, a.unroll_length, resumed_sampling(ctx, envs, resumed_steps))
     _act(ctx, actor, flat, spec)
     envs.close()
     return {}
@@ -61,6 +61,7 @@ def _act(ctx, actor, flat, spec) -> None:
     a, world = ctx.agent, ctx.world
     # Synchronous sends: a full pool then really means the learner has not taken them (back-pressure).
     tx = Sender(world, spec, TAG_UNROLL, slots=a.send_slots, synchronous=True)
+    ctl = ActorControl(world, lambda: rng_doc(ctx, actor), TAG_BYE, TAG_CTRL)
     weights = Receiver(world, weights_spec(flat.size), TAG_WEIGHTS, [0])
     _, first = weights.recv()
     flat[...] = first["params"]
@@ -77,13 +78,13 @@ def _act(ctx, actor, flat, spec) -> None:
         slot = tx.free_slot()
         while slot is None and not stop:  # the whole pool in flight: the learner is behind, wait without spinning
             slot = tx.acquire(timeout_s=0.05)
-            stop = shutdown_requested(world, 0)  # consumes the message: never overwrite a True
+            stop = ctl.poll()  # answers report requests; True (for good) once rank 0 said stop
         if slot is None:
             break
         fill_unroll(tx.buffer(slot), out, version)
         tx.send(slot, 0)
-        stop = stop or shutdown_requested(world, 0)
-    say_goodbye(world, tx, TAG_BYE)
+        stop = ctl.poll()
+    ctl.goodbye(tx)  # carries this actor's final state for the last checkpoint
     weights.close()
 
 
@@ -98,6 +99,11 @@ def _learn(ctx, learner, spec) -> dict:
     wspec = weights_spec(learner.weights().size)
     pubs = {r: Sender(world, wspec, TAG_WEIGHTS, slots=1) for r in world.actor_ranks}
     batch = UnrollBatch(spec, a.batch_size)
+    reports = StateReports(world, TAG_BYE, TAG_CTRL)
+
+    def save(actor_docs):
+        ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False,
+                            rank_rng_docs=actor_docs)
 
     def publish():
         params = learner.weights()
@@ -135,9 +141,12 @@ def _learn(ctx, learner, spec) -> dict:
             row["policy_lag"] = float(np.mean(lags))
         if ctx.log(row, force=done):
             lags = []
-        if ctx.checkpoint_due() and not done:
-            ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
+        if reports.pending and not done:  # a checkpoint is written once every actor has sent its state
+            docs = reports.poll()
+            if docs is not None:
+                save(docs)
+        elif ctx.checkpoint_due() and not done:
+            reports.request()
 
-    shutdown_actors(world, rx, pubs, TAG_BYE)
-    ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False)
+    save(reports.shutdown(rx, pubs))  # the goodbyes carry the actors' final states
     return learner.state_dict()
