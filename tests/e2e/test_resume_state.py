@@ -113,3 +113,24 @@ def test_async_checkpoints_hold_and_resume_every_ranks_rng(run_mpirl, tmp_path, 
     _assert_every_rank(second, algo, n)
     for r in range(1, n):  # the streams went on from there
         assert second.rng[r]["generator"] != first.rng[r]["generator"]
+
+
+def test_apex_resume_with_replay_continues_the_rate_limiter(run_mpirl, tmp_path):
+    # The limiter's inserted/sampled counts come back with the memory: without them a resumed
+    # learner saw a full replay and nothing sampled, and took no data until it had "caught up".
+    run = str(tmp_path / "run")
+    small = ["--set", "env.num_envs=4", "--set", "apex.learning_starts=500", "--set", "checkpoint.replay=true"]
+    p = run_mpirl(["train", job("cartpole_apex"), "--run-dir", run, "--set", "total_env_steps=6000",
+                   "--set", "stop.episode_return_mean=1000"] + small + QUIET, n=3, timeout=120)
+    assert p.returncode == 0, p.stderr
+    first = latest(run)
+    inserted, sampled = first.rng[0]["extra"]["limiter"]
+    assert inserted >= int(first.state["replay/size"]) > 0 and sampled > 0
+    before = metrics(run)
+    p = run_mpirl(["train", "--resume", "--run-dir", run, "--set", "total_env_steps=9000"] + QUIET, n=3, timeout=120)
+    assert p.returncode == 0, p.stderr
+    after = metrics(run)[len(before):]
+    assert after
+    ratio_before = float(before[-1]["samples_per_insert"])
+    assert abs(float(after[0]["samples_per_insert"]) - ratio_before) <= 0.25 * ratio_before, (before[-1], after[0])
+    assert int(after[0]["updates"]) >= first.counters["updates"]
