@@ -179,6 +179,16 @@ class StateReports:
         self.pending = False
         return self.docs
 
+    def step(self, due: bool, save) -> None:
+        """One turn of the checkpoint protocol in rank 0's loop: open a round when a checkpoint is ``due``
+        and none is open; once every actor has answered, ``save({rank: doc})`` writes the checkpoint."""
+        if self.pending:
+            docs = self.poll()
+            if docs is not None:
+                save(docs)
+        elif due:
+            self.request()
+
     def shutdown(self, data_rx, publishers: dict) -> dict:
         """Clean shutdown of asynchronous actors (Ape-X, IMPALA); returns ``{rank: final state}``.
 

@@ -157,12 +157,8 @@ def _serve(ctx, learner, gspec, pspec) -> dict:
                        staleness=float(np.mean(staleness)), staleness_max=float(np.max(staleness)))
             if ctx.log(row, force=done):
                 staleness = []
-            if reports.pending and not done:  # a checkpoint is written once every worker has sent its state
-                docs = reports.poll()
-                if docs is not None:
-                    save(docs)
-            elif ctx.checkpoint_due() and not done:
-                reports.request()
+            if not done:  # a checkpoint is written once every worker has sent its state
+                reports.step(ctx.checkpoint_due(), save)
         if done:
             told.add(rank)
             rx.stop_watching(rank)  # it will send nothing more: its silence is no fault

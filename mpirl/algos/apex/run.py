@@ -189,12 +189,8 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
         ctx.log(dict(counters, **{f"env_steps_actor{r}": n for r, n in per_actor.items()},
                      episode_return_mean=ret_mean, replay_size=len(learner.replay),
                      samples_per_insert=limiter.sampled / max(1, limiter.inserted), **metrics), force=done)
-        if reports.pending and not done:  # a checkpoint is written once every actor has sent its state
-            docs = reports.poll()
-            if docs is not None:
-                save(docs)
-        elif ctx.checkpoint_due() and not done:
-            reports.request()
+        if not done:  # a checkpoint is written once every actor has sent its state
+            reports.step(ctx.checkpoint_due(), save)
 
     save(reports.shutdown(rx, pubs))  # the goodbyes carry the actors' final states
     return learner.state_dict(with_replay=False)

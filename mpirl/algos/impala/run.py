@@ -141,12 +141,8 @@ def _learn(ctx, learner, spec) -> dict:
             row["policy_lag"] = float(np.mean(lags))
         if ctx.log(row, force=done):
             lags = []
-        if reports.pending and not done:  # a checkpoint is written once every actor has sent its state
-            docs = reports.poll()
-            if docs is not None:
-                save(docs)
-        elif ctx.checkpoint_due() and not done:
-            reports.request()
+        if not done:  # a checkpoint is written once every actor has sent its state
+            reports.step(ctx.checkpoint_due(), save)
 
     save(reports.shutdown(rx, pubs))  # the goodbyes carry the actors' final states
     return learner.state_dict()
