@@ -21,8 +21,7 @@ import time
 
 import numpy as np
 
-from mpirl.bench.output import (add_int_list, add_out_dir, bench_parser, flat_ints, ordered_columns, plural,
-                                print_written, write_csv_json)
+from mpirl.bench.output import flat_ints, job_bench_parser, ordered_columns, plural, print_written, write_csv_json
 from mpirl.bench.runs import launch, time_to_return
 
 
@@ -75,17 +74,7 @@ def run_row(run: dict, ranks: int, seed: int, threshold: float) -> dict:
 
 def parser():
     """The ``mpirl bench apex`` option parser."""
-    p = bench_parser("apex", __doc__)
-    p.add_argument("--job", default="jobs/cartpole_apex.toml", help="Ape-X job file (default %(default)s)")
-    add_int_list(p, "--ranks", [3], "rank counts, each >= 2 (one learner, the rest actors)")
-    p.add_argument("--repeats", type=int, default=3, metavar="R",
-                   help="runs per rank count, seeds 0..R-1 (default %(default)s)")
-    p.add_argument("--threshold", type=float, default=450.0,
-                   help="training return mean for launch_to_return_s (default %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra override for every run (repeatable; default none)")
-    add_out_dir(p, "apex")
-    return p
+    return job_bench_parser("apex", __doc__, "jobs/cartpole_apex.toml", [3], "Ape-X")
 
 
 def main(argv) -> int:

@@ -21,8 +21,7 @@ import time
 
 import numpy as np
 
-from mpirl.bench.output import (add_int_list, add_out_dir, bench_parser, flat_ints, ordered_columns, plural,
-                                print_written, write_csv_json)
+from mpirl.bench.output import flat_ints, job_bench_parser, ordered_columns, plural, print_written, write_csv_json
 from mpirl.bench.runs import launch, time_to_return
 
 
@@ -52,17 +51,7 @@ def ceiling(job: str, seconds: float = 3.0) -> float:
 
 def parser():
     """The ``mpirl bench impala`` option parser."""
-    p = bench_parser("impala", __doc__)
-    p.add_argument("--job", default="jobs/cartpole_impala.toml", help="IMPALA job file (default %(default)s)")
-    add_int_list(p, "--ranks", [2, 3, 5], "rank counts, each >= 2 (one learner, the rest actors)")
-    p.add_argument("--repeats", type=int, default=3, metavar="R",
-                   help="runs per rank count, seeds 0..R-1 (default %(default)s)")
-    p.add_argument("--threshold", type=float, default=450.0,
-                   help="training return mean for launch_to_return_s (default %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra override for every run (repeatable; default none)")
-    add_out_dir(p, "impala")
-    return p
+    return job_bench_parser("impala", __doc__, "jobs/cartpole_impala.toml", [2, 3, 5], "IMPALA")
 
 
 def main(argv) -> int:

@@ -141,3 +141,18 @@ def add_int_list(parser: argparse.ArgumentParser, flag: str, default: list, help
 def flat_ints(groups) -> list:
     """Flatten ``nargs='+'`` values of :func:`int_list` (``--ranks 2,3 5`` -> [2, 3, 5])."""
     return [v for g in groups for v in (g if isinstance(g, list) else [g])]
+
+
+def job_bench_parser(what: str, doc: str, job: str, ranks: list, algo: str) -> argparse.ArgumentParser:
+    """The parser of a bench that launches one job at several rank counts (apex, impala)."""
+    p = bench_parser(what, doc)
+    p.add_argument("--job", default=job, help=f"{algo} job file (default %(default)s)")
+    add_int_list(p, "--ranks", ranks, "rank counts, each >= 2 (one learner, the rest actors)")
+    p.add_argument("--repeats", type=int, default=3, metavar="R",
+                   help="runs per rank count, seeds 0..R-1 (default %(default)s)")
+    p.add_argument("--threshold", type=float, default=450.0,
+                   help="training return mean for launch_to_return_s (default %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override for every run (repeatable; default none)")
+    add_out_dir(p, what)
+    return p
