@@ -54,7 +54,7 @@ class StopConfig:
         0, "When > 0, a training return mean that reaches `episode_return_mean` stops the run only if "
            "the greedy policy reaches it too, over this many evaluation episodes on rank 0 (fresh seeds "
            "each time; after a failed check the next waits for 100 more training episodes). "
-           "Supported by a2c and gossip_a2c.", min=0)
+           "Every algorithm but tabular_q.", min=0)
 
 
 @dataclass

@@ -66,7 +66,7 @@ def prepare(args, world_size: int):
 
     if cfg.stop.greedy_episodes and not getattr(algo, "GREEDY_STOP", False):
         raise ConfigError(f"{source('stop.greedy_episodes')}: key 'stop.greedy_episodes' is not supported by "
-                          f"algo {cfg.algo!r} (supported: a2c, gossip_a2c)")
+                          f"algo {cfg.algo!r} (it has no greedy policy to check)")
     if resume_ckpt is not None:
         _check_compatible(cfg, resume_ckpt, expected)
         done = int(resume_ckpt.counters.get("env_steps", 0))
@@ -221,8 +221,8 @@ class RunContext:
 
         return self.world.is_learner and signals.requested()
 
-    def stop_confirmed(self, state_fn, episodes: int) -> bool:
-        """Collective: may the run stop now that its training return reached ``stop.episode_return_mean``?
+    def stop_confirmed(self, state_fn, episodes: int, collective: bool = True) -> bool:
+        """May the run stop now that its training return reached ``stop.episode_return_mean``?
 
         With ``stop.greedy_episodes = 0`` (the default): yes. Otherwise rank 0
         evaluates the greedy policy of ``state_fn()`` (called on rank 0 only)
@@ -231,6 +231,10 @@ class RunContext:
         policy, the one evaluated and shipped, does not. ``episodes`` is the
         agreed episode counter: after a failed check the next one waits for
         100 more training episodes (a new window of returns).
+
+        Collective by default (synchronous algorithms, where every rank
+        computes the stop decision); ``collective=False`` where rank 0 alone
+        decides and then tells the others (DQN, Ape-X, IMPALA, A3C).
         """
         n = self.cfg.stop.greedy_episodes
         if n == 0:
@@ -238,7 +242,7 @@ class RunContext:
         verdict = None
         if self.world.is_learner:
             verdict = episodes >= self._next_greedy_check and self._greedy_check(state_fn(), n, episodes)
-        return bool(self.world.bcast_json(verdict))
+        return bool(self.world.bcast_json(verdict) if collective else verdict)
 
     def _greedy_check(self, state: dict, n: int, episodes: int) -> bool:
         from mpirl.algos import get_algo

@@ -225,8 +225,6 @@ def test_eval_zero_episodes(run_mpirl, trained_run):
     assert_usage_error(cp, "--episodes must be >= 1", "got 0")
 
 
-def test_greedy_stop_check_refused_where_unsupported(run_mpirl, tmp_path):
-    job = os.path.join(REPO, "jobs", "cartpole_dqn.toml")
-    cp = run_mpirl(["train", job, "--run-dir", str(tmp_path / "run"), "--set", "stop.greedy_episodes=10"], n=2,
-                   timeout=60)
-    assert_usage_error(cp, "--set stop.greedy_episodes", "not supported by algo 'dqn'")
+def test_greedy_stop_check_refused_where_unsupported(run_mpirl, write_job, tmp_path):
+    cp = run_mpirl(["train", write_job(), "--run-dir", str(tmp_path / "run"), "--set", "stop.greedy_episodes=10"])
+    assert_usage_error(cp, "--set stop.greedy_episodes", "not supported by algo 'tabular_q'")

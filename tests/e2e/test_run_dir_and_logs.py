@@ -186,3 +186,19 @@ def test_per_rank_metric_columns_are_in_numeric_order(tmp_path):
     header = open(tmp_path / "metrics.csv").readline().strip().split(",")
     actors = [c for c in header if c.startswith("env_steps_actor")]
     assert actors == ["env_steps_actor1", "env_steps_actor2", "env_steps_actor10", "env_steps_actor11"]
+
+
+@pytest.mark.parametrize("job,n", [("cartpole_dqn", 2), ("cartpole_apex", 3), ("cartpole_impala", 3),
+                                   ("cartpole_a3c", 3), ("cartpole_a2c", 2), ("cartpole_gossip_a2c", 2)])
+def test_every_torch_algorithm_takes_the_greedy_stop_check(run_mpirl, tmp_path, job, n):
+    # A random policy's training mean (~22) passes 15 at once: the check runs, whatever it then decides.
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = run_mpirl(["train", os.path.join(repo, "jobs", f"{job}.toml"), "--run-dir", str(tmp_path / "run"),
+                   "--set", "total_env_steps=30000", "--set", "stop.episode_return_mean=15",
+                   "--set", "stop.greedy_episodes=3", "--set", "log.tensorboard=false", "--no-eval"], n=n, timeout=120)
+    assert p.returncode == 0, p.stderr
+    checks = [ln for ln in p.stdout.splitlines() if "greedy check over 3 episodes" in ln]
+    assert checks, p.stdout
+    if checks[-1].endswith("-> stop"):  # a confirmed stop ends the run before its budget
+        assert int(rows(str(tmp_path / "run"))[-1]["env_steps"]) < 30000, checks
+    assert all(c.endswith("-> continue") for c in checks[:-1]), checks  # a confirmed check is the last

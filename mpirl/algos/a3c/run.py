@@ -147,8 +147,9 @@ def _serve(ctx, learner, gspec, pspec) -> dict:
             counters["updates"] = learner.updates
             worker_stats[rank] = dict(zip(STATS, msg["stats"].tolist()))
             ret_mean = float(np.mean(window)) if window else float("nan")
-            done = counters["env_steps"] >= cfg.total_env_steps or (
-                threshold is not None and len(window) == 100 and ret_mean >= threshold) or ctx.stop_requested()
+            reached = threshold is not None and len(window) == 100 and ret_mean >= threshold
+            reached = reached and ctx.stop_confirmed(learner.state_dict, counters["episodes"], collective=False)
+            done = counters["env_steps"] >= cfg.total_env_steps or reached or ctx.stop_requested()
             row = dict(counters, episode_return_mean=ret_mean, **metrics,
                        **{k: float(np.mean([s[k] for s in worker_stats.values()]))
                           for k in ("pg_loss", "value_loss", "entropy")},

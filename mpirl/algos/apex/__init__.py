@@ -5,6 +5,8 @@ from mpirl.algos.dqn import check_env, greedy_policy, state_shapes  # same netwo
 __all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
 
 MIN_RANKS = 2
+#: Honours stop.greedy_episodes (RunContext.stop_confirmed).
+GREEDY_STOP = True
 
 
 def train(ctx):

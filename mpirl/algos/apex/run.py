@@ -184,8 +184,10 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
         counters["updates"] = learner.updates
         ret_mean = float(np.mean(window)) if window else float("nan")
         threshold = cfg.stop.episode_return_mean
-        done = counters["env_steps"] >= cfg.total_env_steps or (
-            threshold is not None and len(window) == 100 and ret_mean >= threshold) or ctx.stop_requested()
+        reached = threshold is not None and len(window) == 100 and ret_mean >= threshold
+        reached = reached and ctx.stop_confirmed(lambda: learner.state_dict(with_replay=False),
+                                                 counters["episodes"], collective=False)
+        done = counters["env_steps"] >= cfg.total_env_steps or reached or ctx.stop_requested()
         ctx.log(dict(counters, **{f"env_steps_actor{r}": n for r, n in per_actor.items()},
                      episode_return_mean=ret_mean, replay_size=len(learner.replay),
                      samples_per_insert=limiter.sampled / max(1, limiter.inserted), **metrics), force=done)

@@ -7,6 +7,8 @@ from mpirl.algos.dqn.config import DQNConfig as Config
 __all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
 
 MIN_RANKS = 2
+#: Honours stop.greedy_episodes (RunContext.stop_confirmed).
+GREEDY_STOP = True
 
 
 def check_env(cfg, env) -> None:

@@ -86,8 +86,10 @@ def train(ctx) -> dict:
             counters["updates"] = learner.updates
             ret_mean = float(np.mean(window)) if window else float("nan")
             threshold = cfg.stop.episode_return_mean
-            done = counters["env_steps"] >= cfg.total_env_steps or (
-                threshold is not None and len(window) == 100 and ret_mean >= threshold) or ctx.stop_requested()
+            reached = threshold is not None and len(window) == 100 and ret_mean >= threshold
+            reached = reached and ctx.stop_confirmed(lambda: learner.state_dict(with_replay=False),
+                                                     counters["episodes"], collective=False)
+            done = counters["env_steps"] >= cfg.total_env_steps or reached or ctx.stop_requested()
             weights["ctrl"] = (done, ctx.checkpoint_due(), counters["env_steps"], counters["updates"],
                                counters["episodes"])
             ctx.log(dict(counters, episode_return_mean=ret_mean, epsilon=epsilon(a, counters["env_steps"]),

@@ -100,7 +100,8 @@ def train(ctx) -> dict:
         ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
         reached = threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold
         # The network evaluated is the ranks' average: the greedy check (if asked for) looks at that one.
-        reached = reached and ctx.stop_confirmed(lambda: _with_params(learner, stats[:n] / size), counters["episodes"])
+        reached = reached and ctx.stop_confirmed(lambda: _with_params(learner, stats[:n] / size),
+                                                 counters["episodes"])
         done = counters["env_steps"] >= cfg.total_env_steps or reached or got["stop"] > 0
         ctx.log(dict(counters, episode_return_mean=ret_mean, **metrics, consensus_distance=dist[0] / size,
                      pg_loss=got["pg_loss"] / per_update, value_loss=got["value_loss"] / per_update,

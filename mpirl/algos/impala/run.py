@@ -133,8 +133,9 @@ def _learn(ctx, learner, spec) -> dict:
         counters["updates"] = learner.updates
         ret_mean = float(np.mean(window)) if window else float("nan")
         threshold = cfg.stop.episode_return_mean
-        done = counters["env_steps"] >= cfg.total_env_steps or (
-            threshold is not None and len(window) == 100 and ret_mean >= threshold) or ctx.stop_requested()
+        reached = threshold is not None and len(window) == 100 and ret_mean >= threshold
+        reached = reached and ctx.stop_confirmed(learner.state_dict, counters["episodes"], collective=False)
+        done = counters["env_steps"] >= cfg.total_env_steps or reached or ctx.stop_requested()
         row = dict(counters, **{f"env_steps_actor{r}": n for r, n in per_actor.items()},
                    episode_return_mean=ret_mean, **metrics)
         if lags:
