@@ -135,8 +135,15 @@ def _train_validated(world, plan, resume_ckpt, args) -> int:
     stopped = world.bcast_json(ctx.stop_requested())
     ctx.finish()
     if stopped:
+        import signal
+
         from mpirl import signals
 
+        # The checkpoint is written: a further USR1/TERM has nothing left to stop. Ignore them, since Python
+        # resets its handlers to the default (die) while exiting, and `srun --kill-on-bad-exit` TERMs the
+        # ranks still exiting once one has exited 3, which turned the run's status 3 into 143 (no requeue).
+        for sig in (signal.SIGUSR1, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         if world.is_learner:
             ctx.logger.message(f"mpirl: stopped by {signals.received()} at env step "
                                f"{ctx.last_counters.get('env_steps')}; checkpoint written; resume with: "

@@ -73,8 +73,16 @@ mpirl_main() {
 
     mpirl_log "job ${SLURM_JOB_ID:-none} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST:-$(hostname -s)}," \
         "${SLURM_NTASKS:-1} tasks, launcher $launcher, run dir $run_dir${resume:+ (resuming)}"
-    printf '%s job=%s restart_count=%s launcher=%s resume=%s\n' "$(date -u +%FT%TZ)" "${SLURM_JOB_ID:-none}" \
-        "${SLURM_RESTART_COUNT:-0}" "$launcher" "${#resume[@]}" >>"$run_dir/slurm-restarts.log"
+    local start_line deferred=
+    start_line=$(printf '%s job=%s restart_count=%s launcher=%s resume=%s' "$(date -u +%FT%TZ)" \
+        "${SLURM_JOB_ID:-none}" "${SLURM_RESTART_COUNT:-0}" "$launcher" "${#resume[@]}")
+    # mpirl refuses a --run-dir that is not empty without --resume: into an empty one (a first start) the
+    # line goes once the run has ended.
+    if [[ -n "$(ls -A "$run_dir")" ]]; then
+        printf '%s\n' "$start_line" >>"$run_dir/slurm-restarts.log"
+    else
+        deferred=$start_line
+    fi
     mpirl_log "${cmd[*]}"
 
     MPIRL_CHILD=
@@ -96,6 +104,7 @@ mpirl_main() {
         ((again == 127)) || rc=$again
     fi
     trap - USR1 TERM
+    [[ -z "$deferred" ]] || printf '%s\n' "$deferred" >>"$run_dir/slurm-restarts.log"
     mpirl_log "mpirl exited with status $rc"
     if [[ $rc -eq $MPIRL_EXIT_STOPPED ]]; then
         if [[ "${MPIRL_REQUEUE:-1}" != 0 && -n "${SLURM_JOB_ID:-}" ]]; then

@@ -106,6 +106,25 @@ def wait_for_rows(metrics, rows, timeout=60):
         time.sleep(0.3)
 
 
+def job_stepds(env, job_id):
+    """Pids of the slurmstepd processes of job ``job_id`` of this test cluster (its nodes' processes all run
+    on this host; a stepd keeps its node's log, in the cluster's state dir, open)."""
+    state = env["MPIRL_TEST_SLURM_STATE"] + os.sep
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if not f.read().startswith(f"slurmstepd: [{job_id}.".encode()):
+                    continue
+            links = [os.readlink(f"/proc/{pid}/cwd")]
+            links += [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:  # the process ended while we looked
+            continue
+        if any(link.startswith(state) for link in links):
+            found.append(int(pid))
+    return found
+
+
 def preempt_and_restart(env, job_id, out_dir):
     """Send USR1 to the batch shell (as --signal=B:USR1 would), wait for the requeue, start it now."""
     subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], env=env, check=True, timeout=30)
@@ -118,6 +137,23 @@ def preempt_and_restart(env, job_id, out_dir):
         assert time.monotonic() < deadline, (info.get("JobState"), read(f"{out_dir}/slurm-{job_id}.out"))
         time.sleep(0.5)
         info = job_info(env, job_id)
+    # SLURM holds a requeued job for cred_expire + 1 s (120 s) before it may start again; StartTime=now
+    # skips that, so do here what the delay ensures, or the restart can end FAILED:
+    # - the old run's slurmstepds must be gone from every node. PENDING (no longer COMPLETING) comes
+    #   sooner: on a loaded machine an old `[N.0]` stepd was seen exiting 0.8 s after the new `[N.0]` had
+    #   started, and its exit unlinked the step's PMI-2 socket (SlurmdSpoolDir/sock.pmi2.N.0, the same
+    #   path for the new step), so srun --mpi=pmi2 failed ("mpi/pmi2: failed to send temp kvs to compute
+    #   nodes") and the step was killed (status 137);
+    # - not within the second of the requeue: each node revoked the old run's job credential at a time in
+    #   whole seconds and slurmd refuses a credential created in that second or earlier ("Killing
+    #   non-startable batch JobId=N: Job credential revoked" in slurmctld.log, exit 1:0).
+    if info["JobState"] == "RUNNING":  # started already (its begin time passed): nothing to hurry
+        return
+    deadline = time.monotonic() + 60
+    while job_stepds(env, job_id):
+        assert time.monotonic() < deadline, f"job {job_id}: the old run's slurmstepds still run after 60 s"
+        time.sleep(0.2)
+    time.sleep(1.05 - time.time() % 1)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=env, timeout=30)
 
 
@@ -139,7 +175,7 @@ def preempted_run(env, out_dir, script, total=400_000, options=(), extra_env=Non
 def check_resumed(log, run, total):
     """Assert a preempted job stopped, requeued, resumed from its checkpoint's env step and finished."""
     assert "mpirl exited with status 3" in log and "requeueing job" in log, log
-    stopped = int(re.search(r"stopped by a signal at env step (\d+)", log).group(1))
+    stopped = int(re.search(r"stopped by SIGUSR1 at env step (\d+)", log).group(1))
     resumed = int(re.search(r"resuming from \S+ckpt-(\d+)\.h5 at env step (\d+)", log).group(2))
     assert 0 < stopped == resumed < total, log
     assert "SLURM_RESTART_COUNT=1" in log and "restart 1" in log, log
