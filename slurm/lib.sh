@@ -61,6 +61,13 @@ mpirl_main() {
     local -a resume=()
     if compgen -G "$run_dir/checkpoints/*.h5" >/dev/null; then
         resume=(--resume)
+    elif [[ -n "$(ls -A "$run_dir")" ]]; then
+        # An earlier start of this job died before its first checkpoint (node failure, scancel, requeue by
+        # hand): nothing to resume, and mpirl refuses a --run-dir that is not empty. Keep its files aside.
+        local lost
+        lost="$run_dir.no-checkpoint-$(date -u +%Y%m%dT%H%M%SZ)"
+        mv "$run_dir" "$lost" && mkdir -p "$run_dir"
+        mpirl_log "run dir held no checkpoint of an earlier start: moved it to $lost; starting afresh"
     fi
     launcher=$(mpirl_pick_launcher)
     local -a cmd
