@@ -55,6 +55,9 @@ class StopConfig:
            "the greedy policy reaches it too, over this many evaluation episodes on rank 0 (fresh seeds "
            "each time; after a failed check the next waits for 100 more training episodes). "
            "Every algorithm but tabular_q.", min=0)
+    greedy_return_mean: Optional[float] = opt(
+        None, "The return the greedy check must reach (default: `episode_return_mean`); higher than the "
+              "training threshold when a few failed greedy episodes must not pass as a settled policy.")
 
 
 @dataclass

@@ -252,9 +252,11 @@ class RunContext:
         seed = 1_000_000 + 1000 * (episodes % 1_000_000)
         got = evaluate(get_algo(self.cfg.algo).greedy_policy(state, self.cfg), self.cfg.env, n, seed=seed,
                        max_episode_steps=self.cfg.eval.max_episode_steps)["episode_return_mean"]
-        ok = got >= self.cfg.stop.episode_return_mean
-        self.logger.message(f"mpirl: training return reached {self.cfg.stop.episode_return_mean}; greedy check "
-                            f"over {n} episodes: {got:.1f} -> {'stop' if ok else 'continue'}")
+        stop = self.cfg.stop
+        need = stop.episode_return_mean if stop.greedy_return_mean is None else stop.greedy_return_mean
+        ok = got >= need
+        self.logger.message(f"mpirl: training return reached {stop.episode_return_mean}; greedy check over {n} "
+                            f"episodes: {got:.1f} (needs {need}) -> {'stop' if ok else 'continue'}")
         if not ok:
             self._next_greedy_check = episodes + 100
         return ok
