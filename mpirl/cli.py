@@ -192,7 +192,7 @@ def _load_for_eval(path):
     from mpirl.algos import get_algo
     from mpirl.config import from_dict
 
-    ck = checkpoint.load(checkpoint_path(path))
+    ck = checkpoint.load(path)
     cfg = from_dict(ck.config, f"{path} (stored config)")
     return ck, cfg, get_algo(cfg.algo)
 
