@@ -67,18 +67,20 @@ class MetricsLogger(NullLogger):
         self._progress_width = 0
 
     def _truncate_after(self, step: int) -> None:
-        # Atomic rewrite: a crash here leaves either the old or the new file, never half of one.
         col = self.columns.index("env_steps")
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))[1:]
         keep = [r for r in rows if len(r) > col and _before_or_at(r[col], step)]
-        if len(keep) == len(rows):
-            return
+        if len(keep) < len(rows):
+            self._rewrite(keep)
+
+    def _rewrite(self, rows) -> None:
+        # Atomic: a crash leaves the old file or the new one, never half of one.
         tmp = self.path + ".tmp"
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(self.columns)
-            w.writerows(keep)
+            w.writerows(rows)
         os.replace(tmp, self.path)
 
     def log(self, row: dict, force: bool = False) -> bool:
@@ -120,12 +122,7 @@ class MetricsLogger(NullLogger):
         with open(self.path, newline="") as f:
             old = list(csv.reader(f))[1:]
         self.columns = self.columns + list(new_columns)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(self.columns)
-            w.writerows(r + [""] * (len(self.columns) - len(r)) for r in old)
-        os.replace(tmp, self.path)
+        self._rewrite(r + [""] * (len(self.columns) - len(r)) for r in old)
         self.file = open(self.path, "a", newline="")
         self.writer = csv.writer(self.file)
 

@@ -19,7 +19,7 @@ from mpirl.config import (Config, KeySource, apply_overrides, from_dict, load_jo
                           to_toml)
 from mpirl.errors import CheckpointError, ConfigError, NonFiniteError, UsageError
 from mpirl.logger import MetricsLogger, NullLogger
-from mpirl.seeding import capture_rng_state, rank_rng, restore_rng_state, seed_globals
+from mpirl.seeding import rank_rng, rank_rng_doc, restore_rng_state, seed_globals
 
 
 def prepare(args, world_size: int):
@@ -289,8 +289,7 @@ class RunContext:
         ranks, each a ``mpirl.seeding.rank_rng_doc``; stored as their
         ``rng/rank_<k>`` and restored to them on resume like a gathered one.
         """
-        doc = capture_rng_state(self.rng)
-        doc["extra"] = rank_extra or {}
+        doc = rank_rng_doc(self.rng, rank_extra)
         rng = self.world.gather_json(doc) if collective else [doc]
         if rank_arrays is not None:
             if not collective:
