@@ -1,8 +1,6 @@
 """Start-up shared by the torch algorithms' wirings: torch threads and seed, counters, this rank's envs."""
 from __future__ import annotations
 
-import numpy as np
-
 
 def seed_torch(ctx) -> None:
     """Limit torch to ``agent.torch_threads`` and seed it from this rank's RNG (one draw)."""
@@ -20,14 +18,15 @@ def restored_counters(ctx) -> dict:
 
 
 def rank_envs(ctx):
-    """This rank's vector env, its flat observation size and action count.
+    """This rank's vector env and its :class:`~mpirl.specs.EnvSpec`.
 
     The seed is offset by the env steps already taken, so that a resumed run
     does not replay the first run's environments.
     """
-    from mpirl.algos.dqn.actor import make_vec_env
+    from mpirl.rollout import make_vec_env
     from mpirl.seeding import env_seeds
+    from mpirl.specs import env_spec
 
     cfg = ctx.cfg
     envs = make_vec_env(cfg.env, env_seeds(cfg.seed, ctx.rank, 1)[0] + restored_counters(ctx)["env_steps"])
-    return envs, int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n)
+    return envs, env_spec(envs)

@@ -27,11 +27,12 @@ from mpirl.bench.runs import launch, time_to_return
 
 def replay_costs(capacity: int = 1_000_000, batch: int = 512, calls: int = 50) -> dict:
     """Median seconds of the prioritized replay's operations at ``capacity`` transitions."""
-    from mpirl.algos.dqn.learner import replay_spec
+    from mpirl.algos.dqn.messages import replay_spec
+    from mpirl.specs import DiscreteSpec, EnvSpec
     from mpirl.replay import PrioritizedReplay
 
     rng = np.random.default_rng(0)
-    mem = PrioritizedReplay(capacity, replay_spec(4))
+    mem = PrioritizedReplay(capacity, replay_spec(EnvSpec((4,), np.dtype(np.float32), DiscreteSpec(2))))
     chunk = 100_000
     for _ in range(capacity // chunk):
         mem.add({"obs": rng.normal(size=(chunk, 4)).astype(np.float32), "action": rng.integers(2, size=chunk),

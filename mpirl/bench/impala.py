@@ -29,17 +29,18 @@ def ceiling(job: str, seconds: float = 3.0) -> float:
     """Env steps/s of one actor of ``job`` alone in this process: the same unrolls, no MPI."""
     import torch
 
-    from mpirl.algos.dqn.actor import make_vec_env
-    from mpirl.algos.impala.actor import UnrollActor
-    from mpirl.algos.impala.learner import make_network
+    from mpirl.algos.impala.config import network_config
     from mpirl.config import load_job
+    from mpirl.networks import make_networks
+    from mpirl.rollout import UnrollActor, make_vec_env
+    from mpirl.specs import env_spec
 
     cfg = load_job(job)
     a = cfg.agent
     torch.set_num_threads(a.torch_threads)
     envs = make_vec_env(cfg.env, 0)
-    net = make_network(a, int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n))
-    actor = UnrollActor(envs, net.actor, a.unroll_length, np.random.default_rng(0))
+    net = make_networks(env_spec(envs), network_config(a))
+    actor = UnrollActor(envs, net.policy, a.unroll_length, np.random.default_rng(0), net.dist)
     actor.unroll()  # warm-up
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:

@@ -1,5 +1,5 @@
 """The only package of mpirl that imports mpi4py (lazily, so eval needs no MPI)."""
-from mpirl.comm.buffers import Message, MessageSpec, flat_gradients, flat_parameters  # noqa: F401
+from mpirl.comm.buffers import Message, MessageSpec  # noqa: F401
 
 
 def get_world():

@@ -1,9 +1,10 @@
-"""Preallocated message buffers and flat parameter vectors.
+"""Preallocated message buffers.
 
 A message is described once by a spec ``{name: (shape, dtype)}``; the buffer is
 one contiguous byte array with named numpy views into it, allocated once and
 recycled, so every send or collective moves one buffer at C speed (no pickling,
-no per-message allocation). This module does not import mpi4py.
+no per-message allocation). This module imports neither mpi4py nor torch (flat
+parameter vectors are in :mod:`mpirl.params`).
 """
 from __future__ import annotations
 
@@ -69,51 +70,3 @@ class Message:
 
     def __setitem__(self, name: str, value) -> None:
         self.views[name][...] = value
-
-
-def _flat_views(module, out=None):
-    """One float32 vector (zeroed, or ``out``'s leading part) and, per parameter, its view shaped like it."""
-    import torch
-
-    params = list(module.parameters())
-    n = sum(p.numel() for p in params)
-    if out is None:
-        flat = torch.zeros(n, dtype=torch.float32)
-    else:
-        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.ndim != 1 or out.size < n \
-                or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a contiguous 1-D float32 array of at least {n} elements")
-        flat = torch.from_numpy(out[:n])
-        flat.zero_()
-    views, offset = [], 0
-    for p in params:
-        views.append((p, flat[offset:offset + p.numel()].view_as(p)))
-        offset += p.numel()
-    return flat, views
-
-
-def flat_parameters(module):
-    """Make a torch module's parameters views into one contiguous float32 vector.
-
-    Returns the numpy array sharing memory with the parameters, so a Bcast or
-    Allreduce into it updates the model in place (one buffer per model, as
-    cleanRL and Spinning Up do it).
-    """
-    flat, views = _flat_views(module)
-    for p, view in views:
-        view.copy_(p.data)
-        p.data = view
-    return flat.numpy()
-
-
-def flat_gradients(module, out=None):
-    """Make every parameter's ``.grad`` a view into one contiguous float32 vector.
-
-    With ``out`` (a 1-D float32 array), the gradients are the leading part of
-    it, so values appended after them travel in the same collective. Use
-    ``optimizer.zero_grad(set_to_none=False)`` so the views survive.
-    """
-    flat, views = _flat_views(module, out)
-    for p, view in views:
-        p.grad = view
-    return flat.numpy()

@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 
 class A2CLoss(NamedTuple):
@@ -55,30 +54,32 @@ def n_step_returns(rewards: torch.Tensor, values: torch.Tensor, terminated: torc
     return out
 
 
-def a2c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+def a2c_loss(log_pi: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor, rewards: torch.Tensor,
              terminated: torch.Tensor, reset: torch.Tensor, gamma: float, value_cost: float,
              entropy_cost: float) -> A2CLoss:
     """pg loss + ``value_cost`` * value loss - ``entropy_cost`` * entropy, means over the non-reset steps.
 
-    ``logits`` ``[T(+1), B, A]`` and ``values`` ``[T+1, B]`` are the network's
-    outputs on the unroll's observations (a last logits row is ignored);
-    ``actions``, ``rewards``, ``terminated``, ``reset`` are ``[T, B]``.
-    ``pg_loss = -mean(log pi(a_t|x_t) * (R_t - V(x_t)))`` with the advantage
-    detached, ``value_loss = mean(0.5 (R_t - V(x_t))^2)`` with R_t detached.
+    ``log_pi`` ``[T, B]`` are the log-probabilities of the actions taken (with
+    gradient) and ``entropy`` ``[T, B]`` the policy's entropy at each step,
+    from any action distribution; ``values`` ``[T+1, B]`` are the network's
+    values of the unroll's observations; ``rewards``, ``terminated``, ``reset``
+    are ``[T, B]``. ``pg_loss = -mean(log pi(a_t|x_t) * (R_t - V(x_t)))`` with
+    the advantage detached, ``value_loss = mean(0.5 (R_t - V(x_t))^2)`` with
+    R_t detached.
     """
-    T = actions.shape[0]
-    if values.shape[0] != T + 1 or logits.shape[0] < T:
-        raise ValueError(f"a2c_loss: values need T+1 = {T + 1} rows and logits at least T, got "
-                         f"{values.shape[0]} and {logits.shape[0]}")
+    T = log_pi.shape[0]
+    if values.shape[0] != T + 1:
+        raise ValueError(f"a2c_loss: values need T+1 = {T + 1} rows, got {values.shape[0]}")
+    if entropy.shape != log_pi.shape or rewards.shape != log_pi.shape:
+        raise ValueError(f"a2c_loss: log_pi, entropy and rewards must share a [T, B] shape, got "
+                         f"{tuple(log_pi.shape)}, {tuple(entropy.shape)}, {tuple(rewards.shape)}")
     v = values[:T]
     real = (~reset.bool()).to(v.dtype)
     count = real.sum().clamp(min=1.0)
     returns = n_step_returns(rewards.to(v.dtype) * real, values.detach(), terminated, reset, gamma)
     advantages = (returns - v).detach()
-    log_probs = F.log_softmax(logits[:T], dim=-1)
-    action_log_probs = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-    pg_loss = -(action_log_probs * advantages * real).sum() / count
+    pg_loss = -(log_pi * advantages * real).sum() / count
     value_loss = 0.5 * ((returns - v) ** 2 * real).sum() / count
-    entropy = (-(log_probs.exp() * log_probs).sum(-1) * real).sum() / count
+    entropy = (entropy * real).sum() / count
     loss = pg_loss + value_cost * value_loss - entropy_cost * entropy
     return A2CLoss(loss, pg_loss.detach(), value_loss.detach(), entropy.detach(), returns)

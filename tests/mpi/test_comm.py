@@ -12,7 +12,8 @@ results are checked on every rank, so a wrong value fails where it appears.
 import numpy as np
 import pytest
 
-from mpirl.comm import Message, MessageSpec, flat_gradients, flat_parameters
+from mpirl.comm import Message, MessageSpec
+from mpirl.params import flat_gradients, flat_parameters
 
 DTYPES = ["float64", "float32", "int64", "int32", "uint8", "complex128"]
 SHAPES = [(), (0,), (1,), (7,), (3, 5), (2, 0, 3), (4, 3, 2)]

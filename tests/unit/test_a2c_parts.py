@@ -8,8 +8,12 @@ import torch
 
 from mpirl.algos.a2c.config import A2CConfig
 from mpirl.algos.a2c.learner import ActorCriticLearner, param_fingerprint, replicas_agree
-from mpirl.comm.buffers import flat_gradients
-from mpirl.functional.a2c import a2c_loss, n_step_returns
+from mpirl.functional.a2c import a2c_loss as a2c_loss_lp
+from mpirl.functional.a2c import n_step_returns
+from mpirl.nets import ActorCritic
+from mpirl.networks import Categorical
+from mpirl.params import flat_gradients
+from mpirl.specs import DiscreteSpec
 from mpirl.functional.gossip import gossip_peer, mixing_matrix, schedule_period
 
 
@@ -76,6 +80,13 @@ def test_truncation_bootstraps_from_the_final_observation_and_termination_does_n
     reset = np.array([[0], [0], [1], [0]], bool)
     got = n_step_returns(t(rewards), t(values), t(term, torch.bool), t(reset, torch.bool), 0.5).numpy()[:, 0]
     np.testing.assert_allclose(got, [1 + 0.5 * (2 + 0.5 * 30), 2 + 0.5 * 30, 30, 5])
+
+
+def a2c_loss(logits, values, actions, *args):
+    """The loss on log-probabilities, from the logits ``[T(+1), B, A]`` of a Categorical policy."""
+    T = actions.shape[0]
+    log_pi, entropy = Categorical(DiscreteSpec(logits.shape[-1])).log_prob_and_entropy(logits[:T], actions)
+    return a2c_loss_lp(log_pi, entropy, values, *args)
 
 
 def slow_loss(logits, values, actions, rewards, term, trunc, reset, gamma, value_cost, entropy_cost):
@@ -204,10 +215,9 @@ def test_flat_gradients_can_live_in_front_of_other_values():
 
 
 def test_learner_gradient_is_the_loss_gradient_and_state_round_trips():
-    from mpirl.nets import ActorCritic
 
     a = A2CConfig(hidden=[8], max_grad_norm=0.0)
-    learner = ActorCriticLearner(a, 4, 2, 1000)
+    learner = ActorCriticLearner(a, ActorCritic(4, 2, tuple(a.hidden)), 1000)
     rewards, _, term, _, reset = random_unroll(5, 3, 9)
     rng = np.random.default_rng(1)
     unroll = {"obs": rng.normal(size=(6, 3, 4)).astype(np.float32), "action": rng.integers(2, size=(5, 3)),
@@ -226,7 +236,7 @@ def test_learner_gradient_is_the_loss_gradient_and_state_round_trips():
     before = learner.flat.copy()
     learner.apply_gradient(0)
     assert not np.array_equal(before, learner.flat)  # the optimizer moved the flat vector in place
-    other = ActorCriticLearner(a, 4, 2, 1000)
+    other = ActorCriticLearner(a, ActorCritic(4, 2, tuple(a.hidden)), 1000)
     other.load_state_dict(learner.state_dict())
     np.testing.assert_array_equal(other.flat, learner.flat)
     assert int(other.state_dict()["optim/state/0/step"]) == 1
@@ -239,10 +249,9 @@ def test_state_shapes_match_the_network_without_building_it(hidden):
     import gymnasium as gym
 
     from mpirl.algos.a2c import state_shapes
-    from mpirl.algos.a2c.learner import make_network
 
     a = A2CConfig(hidden=hidden)
     env = gym.make("Acrobot-v1")
     cfg = SimpleNamespace(agent=a)
-    net = make_network(a, 6, 3)
+    net = ActorCritic(6, 3, tuple(a.hidden))
     assert state_shapes(cfg, env) == {f"net/{k}": tuple(v.shape) for k, v in net.state_dict().items()}

@@ -1,6 +1,6 @@
 """An asynchronous actor's RNG document round trip: what it reports is what it resumes with.
 
-An actor reports ``mpirl.algos.impala.actor.rng_doc`` (its rank generator,
+An actor reports ``mpirl.rollout.rng_doc`` (its rank generator,
 sampling generator and environment RNGs) for a checkpoint; on resume its
 RunContext restores the rank generator (``restore_rng_state``) and
 ``resumed_sampling`` the other two. The restored streams must equal the saved
@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.algos.dqn.actor import make_vec_env
-from mpirl.algos.impala.actor import UnrollActor, resumed_sampling, rng_doc
 from mpirl.config import EnvConfig
+from mpirl.rollout import UnrollActor, make_vec_env, resumed_sampling, rng_doc
 from mpirl.seeding import (capture_env_rng, env_generators, rank_rng, rank_rng_doc, restore_env_rng,
                            restore_rng_state)
 
@@ -57,7 +56,7 @@ def test_restored_actor_continues_the_saved_streams(env_id):
     actor2 = UnrollActor(envs2, policy, 5, rng2)
     for _ in range(2):
         a, b = ref.unroll(), actor2.unroll()
-        for k in ("obs", "action", "reward", "logits", "terminated", "truncated", "reset"):
+        for k in ("obs", "action", "reward", "policy_params", "terminated", "truncated", "reset"):
             np.testing.assert_array_equal(a[k], b[k])
     assert int(ctx.rng.integers(2**31)) == int(ctx2.rng.integers(2**31))
     envs.close()

@@ -6,10 +6,13 @@ import torch
 
 from mpirl.algos.apex.run import RateLimiter, actor_epsilon, warmup_epsilon
 from mpirl.algos.apex.config import ApexConfig
-from mpirl.algos.dqn.actor import VectorActor
 from mpirl.algos.dqn.config import DQNConfig
-from mpirl.algos.dqn.learner import DQNLearner, replay_spec
+from mpirl.algos.dqn.learner import DQNLearner
+from mpirl.algos.dqn.messages import replay_spec
+from mpirl.nets import QNetwork
 from mpirl.replay import PrioritizedReplay, ReplayBuffer
+from mpirl.rollout import NStepActor as VectorActor
+from mpirl.specs import DiscreteSpec, EnvSpec
 
 
 class Counter(gym.Env):
@@ -109,9 +112,9 @@ def test_learner_state_round_trip_continues_identically(prioritized, optimizer):
 
     def make(seed):
         torch.manual_seed(seed)
-        spec = replay_spec(3)
+        spec = replay_spec(EnvSpec((3,), np.dtype(np.float32), DiscreteSpec(2)))
         mem = PrioritizedReplay(100, spec) if prioritized else ReplayBuffer(100, spec)
-        return DQNLearner(a, 3, 2, mem, np.random.default_rng(1))
+        return DQNLearner(a, QNetwork(3, 2, tuple(a.hidden), a.dueling), mem, np.random.default_rng(1))
 
     first = make(0)
     data = {"obs": rng.normal(size=(50, 3)).astype(np.float32), "action": rng.integers(2, size=50),

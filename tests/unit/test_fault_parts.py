@@ -8,14 +8,17 @@ from mpirl.algos._nonfinite import NonFiniteGuard, nan_loss_from, total_grad_nor
 from mpirl.algos.a2c.config import A2CConfig
 from mpirl.algos.a2c.learner import ActorCriticLearner
 from mpirl.algos.dqn.config import DQNConfig
-from mpirl.algos.dqn.learner import DQNLearner, replay_spec
+from mpirl.algos.dqn.learner import DQNLearner
+from mpirl.algos.dqn.messages import replay_spec
 from mpirl.algos.impala.config import ImpalaConfig
 from mpirl.algos.impala.learner import ImpalaLearner
 from mpirl.checkpoint import nonfinite_arrays
 from mpirl.comm.watch import SilenceClock, silent_message
 from mpirl.config import parse_config
 from mpirl.errors import ConfigError, NonFiniteError
+from mpirl.nets import ActorCritic, QNetwork
 from mpirl.replay import PrioritizedReplay, ReplayBuffer
+from mpirl.specs import DiscreteSpec, EnvSpec
 
 NAN_FROM_3 = {"MPIRL_FAULT": "nan_loss:3"}
 
@@ -67,12 +70,13 @@ def test_total_grad_norm():
 def _dqn(prioritized, max_grad_norm):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    mem = PrioritizedReplay(100, replay_spec(3)) if prioritized else ReplayBuffer(100, replay_spec(3))
+    spec = replay_spec(EnvSpec((3,), np.dtype(np.float32), DiscreteSpec(2)))
+    mem = PrioritizedReplay(100, spec) if prioritized else ReplayBuffer(100, spec)
     mem.add({"obs": rng.normal(size=(50, 3)).astype(np.float32), "action": rng.integers(2, size=50),
              "reward": rng.normal(size=50).astype(np.float32), "discount": np.full(50, 0.9, np.float32),
              "next_obs": rng.normal(size=(50, 3)).astype(np.float32)})
     a = DQNConfig(hidden=[16], batch_size=8, target_update_period=1, max_grad_norm=max_grad_norm)
-    return DQNLearner(a, 3, 2, mem, np.random.default_rng(1), max_nonfinite=4)
+    return DQNLearner(a, QNetwork(3, 2, tuple(a.hidden)), mem, np.random.default_rng(1), max_nonfinite=4)
 
 
 @pytest.mark.parametrize("prioritized", [False, True])
@@ -99,14 +103,15 @@ def _impala_batch(T=5, N=3, obs=2, actions=2, seed=0):
     return {"obs": rng.normal(size=(T + 1, N, obs)).astype(np.float32),
             "action": rng.integers(actions, size=(T, N)), "reward": rng.normal(size=(T, N)).astype(np.float32),
             "terminated": np.zeros((T, N), np.uint8), "truncated": np.zeros((T, N), np.uint8),
-            "reset": np.zeros((T, N), np.uint8), "logits": rng.normal(size=(T, N, actions)).astype(np.float32)}
+            "reset": np.zeros((T, N), np.uint8), "policy_params": rng.normal(size=(T, N, actions)).astype(np.float32)}
 
 
 @pytest.mark.parametrize("max_grad_norm", [40.0, 0.0])
 def test_impala_learner_skips_nonfinite_updates(monkeypatch, max_grad_norm):
     monkeypatch.setenv("MPIRL_FAULT", "nan_loss:3")
     torch.manual_seed(0)
-    learner = ImpalaLearner(ImpalaConfig(hidden=[8], max_grad_norm=max_grad_norm), 2, 2, 1000, max_nonfinite=2)
+    learner = ImpalaLearner(ImpalaConfig(hidden=[8], max_grad_norm=max_grad_norm), ActorCritic(2, 2, (8,)), 1000,
+                            max_nonfinite=2)
     batch = _impala_batch()
     for _ in range(2):
         m = learner.update(batch, 10)
@@ -125,9 +130,10 @@ def test_actor_critic_learner_poisons_the_gradient_and_skips_it(monkeypatch):
     monkeypatch.setenv("MPIRL_FAULT", "nan_loss:2")
     torch.manual_seed(0)
     a = A2CConfig(hidden=[8])
-    worker, server = ActorCriticLearner(a, 2, 2, 1000), ActorCriticLearner(a, 2, 2, 1000, max_nonfinite=3)
+    worker = ActorCriticLearner(a, ActorCritic(2, 2, (8,)), 1000)
+    server = ActorCriticLearner(a, ActorCritic(2, 2, (8,)), 1000, max_nonfinite=3)
     server.flat[...] = worker.flat
-    unroll = {k: v for k, v in _impala_batch().items() if k != "logits"}
+    unroll = {k: v for k, v in _impala_batch().items() if k != "policy_params"}
     worker.compute_gradient(unroll)
     assert np.isfinite(worker.grad).all()
     server.grad[...] = worker.grad

@@ -6,6 +6,7 @@ import pytest
 
 from mpirl.algos.a2c.learner import ActorCriticLearner
 from mpirl.config import load_job
+from mpirl.nets import ActorCritic
 from mpirl.run import RunContext
 
 JOB = os.path.join(os.path.dirname(__file__), "..", "..", "jobs", "cartpole_a2c.toml")
@@ -17,7 +18,7 @@ def fake_ctx(threshold, episodes):
     ctx = SimpleNamespace(cfg=cfg, world=SimpleNamespace(is_learner=True, bcast_json=lambda v: v),
                           logger=SimpleNamespace(message=messages.append), _next_greedy_check=0)
     ctx._greedy_check = lambda state, n, ep: RunContext._greedy_check(ctx, state, n, ep)
-    learner = ActorCriticLearner(cfg.agent, 4, 2, cfg.total_env_steps)
+    learner = ActorCriticLearner(cfg.agent, ActorCritic(4, 2, tuple(cfg.agent.hidden)), cfg.total_env_steps)
     return ctx, learner, messages
 
 

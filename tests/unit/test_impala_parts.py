@@ -4,11 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.algos.impala.actor import UnrollActor
 from mpirl.algos.impala.config import ImpalaConfig
-from mpirl.algos.impala.learner import ImpalaLearner, lr_at
+from mpirl.algos._schedules import lr_at
+from mpirl.algos.impala.learner import ImpalaLearner
 from mpirl.algos.impala.messages import UnrollBatch, fill_unroll, unroll_spec
-from mpirl.functional import impala_loss, unroll_discounts, vtrace
+from mpirl.functional import unroll_discounts, vtrace
+from mpirl.functional import impala_loss as impala_loss_lp
+from mpirl.nets import ActorCritic
+from mpirl.networks import Categorical
+from mpirl.rollout import UnrollActor
+from mpirl.specs import DiscreteSpec, EnvSpec
 
 
 class Counter(gym.Env):
@@ -30,6 +35,18 @@ class Counter(gym.Env):
         self.t += 1
         obs = np.array([self.episode, self.t], np.float32)
         return obs, float(self.t), self.t >= self.length, self.t >= self.limit, {}
+
+
+def impala_loss(logits, values, behaviour_logits, actions, *args, **kwargs):
+    """The loss on log-probabilities, from the logits of a Categorical policy."""
+    dist = Categorical(DiscreteSpec(logits.shape[-1]))
+    T = actions.shape[0]
+    log_pi, entropy = dist.log_prob_and_entropy(logits[:T], actions)
+    return impala_loss_lp(log_pi, dist.log_prob(behaviour_logits, actions), entropy, values, *args, **kwargs)
+
+
+def learner(a, total_env_steps, **kw):
+    return ImpalaLearner(a, ActorCritic(2, 2, tuple(a.hidden)), total_env_steps, **kw)
 
 
 def make_actor(length, limit, T, envs=2):
@@ -77,9 +94,9 @@ def test_logits_recorded_are_the_policy_that_sampled():
     out = actor.unroll()
     with torch.no_grad():
         expected = actor.policy(torch.from_numpy(out["obs"][:200].reshape(-1, 2))).numpy().reshape(200, 2, 2)
-    np.testing.assert_allclose(out["logits"], expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out["policy_params"], expected, rtol=1e-6, atol=1e-6)
     # Sampled from softmax(logits): the empirical frequency of action 1 matches its mean probability.
-    p1 = torch.softmax(torch.from_numpy(out["logits"]), -1)[..., 1].numpy()
+    p1 = torch.softmax(torch.from_numpy(out["policy_params"]), -1)[..., 1].numpy()
     assert abs(out["action"].mean() - p1.mean()) < 0.08
 
 
@@ -155,7 +172,7 @@ def test_off_policy_loss_matches_vtrace_on_the_real_steps():
 
 def test_batch_places_unrolls_side_by_side():
     actor = make_actor(3, 100, T=4)
-    spec = unroll_spec(4, 2, 2, 2)
+    spec = unroll_spec(4, 2, EnvSpec((2,), np.dtype(np.float32), DiscreteSpec(2)), 2)
     batch = UnrollBatch(spec, batch_size=2)
     msgs = [spec.allocate() for _ in range(2)]
     for v, m in enumerate(msgs):
@@ -181,21 +198,21 @@ def test_learner_state_round_trip_continues_identically(optimizer):
     batches = []
     for _ in range(4):
         out = actor.unroll()
-        batches.append({k: out[k].copy() for k in ("obs", "action", "reward", "terminated", "truncated", "reset",
-                                                     "logits")})
+        batches.append({k: out[k].copy() for k in ("obs", "action", "reward", "terminated", "reset",
+                                                     "policy_params")})
     torch.manual_seed(0)
-    one = ImpalaLearner(a, 2, 2, total_env_steps=1000)
+    one = learner(a, total_env_steps=1000)
     for b in batches[:2]:
         one.update(b, 100)
     torch.manual_seed(1)
-    two = ImpalaLearner(a, 2, 2, total_env_steps=1000)
+    two = learner(a, total_env_steps=1000)
     two.load_state_dict(one.state_dict())
     np.testing.assert_array_equal(two.weights(), one.weights())
     for b in batches[2:]:
         m1, m2 = one.update(b, 600), two.update(b, 600)
         assert m1["lr"] == m2["lr"] == pytest.approx(4e-3)
     np.testing.assert_array_equal(two.weights(), one.weights())
-    assert not np.array_equal(one.weights(), ImpalaLearner(a, 2, 2, 1000).weights())
+    assert not np.array_equal(one.weights(), learner(a, 1000).weights())
 
 
 def test_reward_scale_scales_the_value_targets():
@@ -203,14 +220,14 @@ def test_reward_scale_scales_the_value_targets():
     # value loss 0.5 mean(v_s^2) grows with the square of reward_scale.
     actor = make_actor(5, 100, T=6)
     out = actor.unroll()
-    batch = {k: out[k].copy() for k in ("obs", "action", "reward", "terminated", "truncated", "reset", "logits")}
+    batch = {k: out[k].copy() for k in ("obs", "action", "reward", "terminated", "reset", "policy_params")}
     losses = []
     for scale in (1.0, 0.1):
         torch.manual_seed(0)  # the same policy, hence the same importance weights
-        learner = ImpalaLearner(ImpalaConfig(hidden=[8], reward_scale=scale), 2, 2, total_env_steps=1000)
+        lrn = learner(ImpalaConfig(hidden=[8], reward_scale=scale), total_env_steps=1000)
         with torch.no_grad():
-            learner.net.critic[-1].weight.zero_()
-            learner.net.critic[-1].bias.zero_()
-        losses.append(learner.update(batch, 0)["baseline_loss"])
+            lrn.net.critic[-1].weight.zero_()
+            lrn.net.critic[-1].bias.zero_()
+        losses.append(lrn.update(batch, 0)["baseline_loss"])
     assert losses[0] > 1.0
     assert losses[1] == pytest.approx(0.01 * losses[0], rel=1e-5)

@@ -10,7 +10,13 @@ from mpirl.config import opt
 class ActorCriticConfig:
     """Keys shared by `a2c`, `a3c` and `gossip_a2c`."""
 
+    SECTION = "agent"  # the job-file section, named in errors (each algorithm's own)
+
     hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
+    encoder: str = opt("mlp", "Encoder of the observations in each tower (`mlp`: tanh layers of `hidden` sizes), "
+                              "or a user factory `package.module:function` (docs/architecture.md).")
+    distribution: str = opt("categorical", "Action distribution of the policy (`categorical`), or a user class "
+                                           "`package.module:Class` (docs/architecture.md).")
     t_max: int = opt(16, "Steps per environment copy between two gradients (an unroll of t_max x env.num_envs "
                          "steps; the n of the n-step returns).", min=1)
     lr: float = opt(1e-3, "Initial learning rate.", min=0.0)
@@ -37,3 +43,13 @@ class ActorCriticConfig:
 @dataclass
 class A2CConfig(ActorCriticConfig):
     """Synchronous A2C (`algo = "a2c"`): every rank learns, one Allreduce averages the gradients."""
+
+    SECTION = "a2c"
+
+
+def network_config(a: ActorCriticConfig):
+    """The policy-value network the section describes (:func:`mpirl.networks.make_networks`)."""
+    from mpirl.networks import NetworkConfig
+
+    return NetworkConfig("policy_value", tuple(a.hidden), "tanh", encoder=a.encoder, distribution=a.distribution,
+                         key=a.SECTION)

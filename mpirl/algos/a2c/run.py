@@ -15,14 +15,14 @@ the last): a mismatch raises, which aborts the job.
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 
-import numpy as np
-
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
-from mpirl.algos.a2c.learner import ActorCriticLearner, make_network, param_fingerprint, replicas_agree
-from mpirl.algos.impala.actor import UnrollActor
+from mpirl.algos.a2c.config import network_config
+from mpirl.algos.a2c.learner import ActorCriticLearner, param_fingerprint, replicas_agree
+from mpirl.learner import AllreduceMean
+from mpirl.networks import make_networks
+from mpirl.rollout import UnrollActor
 
 CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "stop", "pg_loss", "value_loss", "entropy",
         "mpi_s", "fingerprint_hi", "fingerprint_lo")
@@ -34,39 +34,38 @@ def train(ctx) -> dict:
     # torch may be imported after RunContext seeded the globals: seed it here (rank 0's init is broadcast).
     seed_torch(ctx)
     counters = restored_counters(ctx)
-    envs, obs_dim, n_actions = rank_envs(ctx)
-    n = sum(p.numel() for p in make_network(a, obs_dim, n_actions).parameters())
-    buf = np.zeros(n + len(CTRL), np.float32)
-    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps, grad_out=buf,
-                                   max_nonfinite=cfg.fault.max_nonfinite)
+    envs, spec = rank_envs(ctx)
+    net = make_networks(spec, network_config(a))
+    size = world.size
+
+    def reduced(tail):  # after the Allreduce, before the update
+        if not replicas_agree(tail[-2:], param_fingerprint(learner.flat), size):  # every replica must be identical
+            raise RuntimeError(f"rank {ctx.rank}: A2C replicas differ before update {learner.updates + 1}")
+        learner.set_lr_for(counters["env_steps"] + int(tail[0]))  # the steps of all ranks, this unroll's included
+
+    reduce = AllreduceMean(world, sum(p.numel() for p in net.parameters()), CTRL, on_reduced=reduced)
+    learner = ActorCriticLearner(a, net, cfg.total_env_steps, grad_reduce=reduce, max_nonfinite=cfg.fault.max_nonfinite)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
     else:
         world.bcast(learner.flat)  # one initialisation for every replica
     learner.updates = counters["updates"]
-    actor = UnrollActor(envs, learner.net.actor, a.t_max, ctx.rng)
+    actor = UnrollActor(envs, net.policy, a.t_max, ctx.rng, net.dist)
     # Per-rank windows summing to about the last 100 episodes of all ranks.
-    window = deque(ctx.restored_extra.get("returns", []), maxlen=math.ceil(100 / world.size))
-    ctrl = buf[n:]
-    mpi_s, size = 0.0, world.size
+    window = deque(ctx.restored_extra.get("returns", []), maxlen=math.ceil(100 / size))
     threshold = cfg.stop.episode_return_mean
     while True:
         out = actor.unroll()
         ctx.mark_first_step()
         window.extend(out["episode_returns"])
-        parts = learner.compute_gradient(out)
-        ctrl[:] = (out["steps"], len(out["episode_returns"]), sum(window), len(window), ctx.checkpoint_due(),
-                   ctx.stop_requested(), parts["pg_loss"], parts["value_loss"], parts["entropy"], mpi_s, *param_fingerprint(learner.flat))
-        t0 = time.perf_counter()
-        world.allreduce(buf)
-        mpi_s += time.perf_counter() - t0
-        got = dict(zip(CTRL, ctrl.tolist()))
-        if not replicas_agree(ctrl[-2:], param_fingerprint(learner.flat), size):
-            raise RuntimeError(f"rank {ctx.rank}: A2C replicas differ before update {learner.updates + 1}")
-        learner.grad *= np.float32(1.0 / size)
+        loss, parts = learner.loss(out)
+        reduce.tail[:] = (out["steps"], len(out["episode_returns"]), sum(window), len(window), ctx.checkpoint_due(),
+                          ctx.stop_requested(), parts["pg_loss"], parts["value_loss"], parts["entropy"], reduce.mpi_s,
+                          *param_fingerprint(learner.flat))
+        stats = learner.step(loss)
+        got = reduce.sums()
         counters["env_steps"] += int(got["steps"])
         counters["episodes"] += int(got["episodes"])
-        stats = learner.apply_gradient(counters["env_steps"])
         counters["updates"] = learner.updates
         ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
         reached = threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold

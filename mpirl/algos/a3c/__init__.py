@@ -1,10 +1,10 @@
 """A3C with a parameter server (`algo = "a3c"`): see run.py for the message flow."""
 from __future__ import annotations
 
-from mpirl.algos.a2c import check_env, greedy_policy, state_shapes
+from mpirl.algos.a2c import SUPPORTS, check_env, greedy_policy, state_shapes
 from mpirl.algos.a3c.config import A3CConfig as Config
 
-__all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
+__all__ = ["Config", "MIN_RANKS", "SUPPORTS", "check_env", "greedy_policy", "state_shapes", "train"]
 
 MIN_RANKS = 2
 #: Honours stop.greedy_episodes (RunContext.stop_confirmed).

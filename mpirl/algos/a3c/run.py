@@ -31,11 +31,13 @@ from collections import deque
 import numpy as np
 
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
+from mpirl.algos.a2c.config import network_config
 from mpirl.algos.a2c.learner import ActorCriticLearner
-from mpirl.algos.impala.actor import UnrollActor, resumed_sampling, rng_doc
 from mpirl.comm.buffers import MessageSpec
 from mpirl.comm.control import ActorControl, StateReports
 from mpirl.comm.p2p import Receiver, Sender, deliver_all
+from mpirl.networks import make_networks
+from mpirl.rollout import UnrollActor, resumed_sampling, rng_doc
 
 TAG_GRAD, TAG_PARAMS, TAG_REPORT = 31, 32, 33  # TAG_REPORT: the workers' RNG reports and goodbyes
 STATS = ("pg_loss", "value_loss", "entropy", "mpi_s", "wall_s")
@@ -60,14 +62,14 @@ def train(ctx) -> dict:
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
     seed_torch(ctx)
     resumed_steps = restored_counters(ctx)["env_steps"]
-    envs, obs_dim, n_actions = rank_envs(ctx)
-    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps,
-                                   max_nonfinite=cfg.fault.max_nonfinite)
+    envs, spec = rank_envs(ctx)
+    net = make_networks(spec, network_config(a))
+    learner = ActorCriticLearner(a, net, cfg.total_env_steps, max_nonfinite=cfg.fault.max_nonfinite)
     specs = gradient_spec(learner.flat.size, a.t_max * cfg.env.num_envs), params_spec(learner.flat.size)
     if world.is_learner:
         envs.close()
         return _serve(ctx, learner, *specs)
-    _work(ctx, learner, UnrollActor(envs, learner.net.actor, a.t_max, resumed_sampling(ctx, envs, resumed_steps)),
+    _work(ctx, learner, UnrollActor(envs, net.policy, a.t_max, resumed_sampling(ctx, envs, resumed_steps), net.dist),
           *specs)
     envs.close()
     return {}

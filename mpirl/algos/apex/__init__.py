@@ -1,8 +1,8 @@
 """Ape-X DQN (`algo = "apex"`): see run.py for the message flow."""
 from mpirl.algos.apex.config import ApexConfig as Config
-from mpirl.algos.dqn import check_env, greedy_policy, state_shapes  # same network and spaces
+from mpirl.algos.dqn import SUPPORTS, check_env, greedy_policy, state_shapes  # same network and spaces
 
-__all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
+__all__ = ["Config", "MIN_RANKS", "SUPPORTS", "check_env", "greedy_policy", "state_shapes", "train"]
 
 MIN_RANKS = 2
 #: Honours stop.greedy_episodes (RunContext.stop_confirmed).

@@ -11,6 +11,8 @@ from mpirl.config import opt
 class ApexConfig(QConfig):
     """Ape-X DQN (`algo = "apex"`, Horgan et al. 2018): asynchronous actors, prioritized replay on rank 0."""
 
+    SECTION = "apex"
+
     epsilon_base: float = opt(0.4, "Actor i of N explores with epsilon_base^(1 + epsilon_alpha * i / (N - 1)).",
                               min=0.0, max=1.0)
     epsilon_alpha: float = opt(7.0, "Exponent spread of the actors' fixed exploration rates.", min=0.0)

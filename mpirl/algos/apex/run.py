@@ -21,13 +21,17 @@ from collections import deque
 import numpy as np
 
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
-from mpirl.algos.dqn.actor import VectorActor
-from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
-from mpirl.algos.dqn.messages import fill_trajectory, trajectory_spec, transitions
-from mpirl.comm.buffers import MessageSpec, flat_parameters
+from mpirl.algos._schedules import apex_epsilon, linear_beta, warmup_epsilon
+from mpirl.algos.dqn.config import network_config
+from mpirl.algos.dqn.learner import DQNLearner
+from mpirl.algos.dqn.messages import fill_trajectory, replay_spec, trajectory_spec, transitions
+from mpirl.comm.buffers import MessageSpec
 from mpirl.comm.control import ActorControl, StateReports
 from mpirl.comm.p2p import Receiver, Sender
+from mpirl.networks import make_networks
+from mpirl.params import flat_parameters
 from mpirl.replay import PrioritizedReplay
+from mpirl.rollout import NStepActor
 from mpirl.seeding import capture_env_rng, rank_rng_doc, restore_env_rng
 
 # TAG_CTRL: rank 0's report requests and stop; TAG_BYE: the actors' reports and goodbyes (mpirl.comm.control).
@@ -36,14 +40,7 @@ TAG_DATA, TAG_WEIGHTS, TAG_BYE, TAG_CTRL = 11, 12, 13, 14
 
 def actor_epsilon(a, i: int, n: int) -> float:
     """Ape-X's fixed exploration rate of actor ``i`` of ``n``."""
-    return a.epsilon_base ** (1 + a.epsilon_alpha * i / (n - 1)) if n > 1 else a.epsilon_base
-
-
-def warmup_epsilon(eps: float, steps: int, warmup_steps: int) -> float:
-    """Epsilon after ``steps`` of an actor's own env steps: linear from 1 to ``eps`` over ``warmup_steps``."""
-    if steps >= warmup_steps:
-        return eps
-    return eps + (1.0 - eps) * (1.0 - steps / warmup_steps)
+    return apex_epsilon(a.epsilon_base, a.epsilon_alpha, i, n)
 
 
 class RateLimiter:
@@ -70,20 +67,19 @@ def train(ctx) -> dict:
     """Run Ape-X on this rank; returns the learner's state on rank 0."""
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
     seed_torch(ctx)
-    probe, obs_dim, n_actions = rank_envs(ctx)
-    traj_spec = trajectory_spec(a.rollout_steps * cfg.env.num_envs, obs_dim)
+    probe, spec = rank_envs(ctx)
+    traj_spec = trajectory_spec(a.rollout_steps * cfg.env.num_envs, spec)
+    net = make_networks(spec, network_config(a))
     if world.is_learner:
         probe.close()
-        learner = DQNLearner(a, obs_dim, n_actions,
-                             PrioritizedReplay(a.replay_capacity, replay_spec(obs_dim), alpha=a.priority_alpha), ctx.rng,
-                             cfg.fault.max_nonfinite)
+        learner = DQNLearner(a, net, PrioritizedReplay(a.replay_capacity, replay_spec(spec), alpha=a.priority_alpha),
+                             ctx.rng, cfg.fault.max_nonfinite)
         weights_spec = MessageSpec({"params": (learner.flat.shape, np.float32), "version": ((), np.int64)})
         return _learn(ctx, learner, traj_spec, weights_spec)
-    net = make_network(a, obs_dim, n_actions)
     flat = flat_parameters(net)
     weights_spec = MessageSpec({"params": (flat.shape, np.float32), "version": ((), np.int64)})
     restore_env_rng(probe, ctx.restored_extra.get("env_rng"))  # before the actor's first reset
-    actor = VectorActor(probe, net, a.rollout_steps, a.n_step, a.gamma, ctx.rng)
+    actor = NStepActor(probe, net, a.rollout_steps, a.n_step, a.gamma, ctx.rng)
     _act(ctx, actor, flat, traj_spec, weights_spec)
     probe.close()
     return {}
@@ -172,8 +168,7 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
         if got is not None:
             take(*got)
         if limiter.can_sample(a.batch_size):
-            frac = min(1.0, learner.updates / a.beta_anneal_updates)
-            metrics = learner.update(a.beta_start + frac * (1.0 - a.beta_start))
+            metrics = learner.update(linear_beta(a.beta_start, a.beta_anneal_updates, learner.updates))
             limiter.sampled += a.batch_size
             if learner.updates % a.weights_publish_period == 0:
                 publish()

@@ -10,8 +10,12 @@ from mpirl.config import opt
 class QConfig:
     """Keys shared by the DQN family: network, n-step double-Q loss, replay, actors."""
 
+    SECTION = "agent"  # the job-file section, named in errors (each algorithm's own)
+
     hidden: list = opt([128, 128], "Hidden layer sizes of the Q-network MLP.")
     dueling: bool = opt(False, "Dueling head: Q = V + A - mean(A) (Wang et al. 2016).")
+    encoder: str = opt("mlp", "Encoder of the observations (`mlp`: ReLU layers of `hidden` sizes), or a user "
+                              "factory `package.module:function` (docs/architecture.md).")
     gamma: float = opt(0.99, "Discount factor.", min=0.0, max=1.0)
     n_step: int = opt(3, "Steps of the n-step return.", min=1, max=100)
     lr: float = opt(1e-3, "Learning rate.", min=0.0)
@@ -37,7 +41,16 @@ class QConfig:
 class DQNConfig(QConfig):
     """Synchronous distributed DQN (`algo = "dqn"`): n-step double DQN, rank 0 learns, the others act."""
 
+    SECTION = "dqn"
+
     updates_per_round: int = opt(8, "Learner updates per round.", min=0)
     epsilon_start: float = opt(1.0, "Exploration rate at the start.", min=0.0, max=1.0)
     epsilon_end: float = opt(0.02, "Exploration rate after the decay.", min=0.0, max=1.0)
     epsilon_decay_steps: int = opt(20_000, "Env steps (all actors) over which epsilon decays linearly.", min=1)
+
+
+def network_config(a: QConfig):
+    """The Q-network the section describes (:func:`mpirl.networks.make_networks`)."""
+    from mpirl.networks import NetworkConfig
+
+    return NetworkConfig("q", tuple(a.hidden), "relu", dueling=a.dueling, encoder=a.encoder, key=a.SECTION)

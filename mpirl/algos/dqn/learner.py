@@ -10,41 +10,39 @@ import copy
 import numpy as np
 import torch
 
-from mpirl.algos._nonfinite import NonFiniteGuard, total_grad_norm
-from mpirl.algos._optim import make_optimizer
-from mpirl.comm.buffers import flat_parameters
 from mpirl.functional import double_q_targets, dqn_loss
-from mpirl.nets import QNetwork
-from mpirl.torch_state import load_module_arrays, load_optimizer_arrays, module_arrays, optimizer_arrays
-
-
-def replay_spec(obs_dim: int) -> dict:
-    """The fields of one stored n-step transition."""
-    return {"obs": ((obs_dim,), np.float32), "action": ((), np.int64), "reward": ((), np.float32),
-            "discount": ((), np.float32), "next_obs": ((obs_dim,), np.float32)}
-
-
-def make_network(a, obs_dim: int, num_actions: int) -> QNetwork:
-    """The Q-network the config describes."""
-    return QNetwork(obs_dim, num_actions, hidden=tuple(a.hidden), dueling=a.dueling)
+from mpirl.learner import Learner
+from mpirl.torch_state import load_module_arrays, module_arrays
 
 
 class DQNLearner:
-    """n-step double DQN updates from a (uniform or prioritized) replay memory.
+    """n-step double DQN updates of the Q-network ``net`` from a (uniform or prioritized) replay memory.
 
     ``max_nonfinite``: see :class:`~mpirl.algos._nonfinite.NonFiniteGuard`.
     """
 
-    def __init__(self, a, obs_dim: int, num_actions: int, replay, rng, max_nonfinite: int = 0):
+    def __init__(self, a, net: torch.nn.Module, replay, rng, max_nonfinite: int = 0):
         self.a, self.replay, self.rng = a, replay, rng
-        self.guard = NonFiniteGuard(max_nonfinite)
         self.prioritized = hasattr(replay, "update_priorities")
-        self.online = make_network(a, obs_dim, num_actions)
-        self.flat = flat_parameters(self.online)
+        self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, max_grad_norm=a.max_grad_norm,
+                               max_nonfinite=max_nonfinite)
+        self.online = self.learner.net
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
-        self.opt = make_optimizer(a.optimizer, self.online.parameters(), a.lr)
-        self.updates = 0
+
+    @property
+    def flat(self) -> np.ndarray:
+        """The online network's parameters as one float32 vector (a live view)."""
+        return self.learner.flat
+
+    @property
+    def updates(self) -> int:
+        """Optimizer steps taken (skipped non-finite ones excluded); drives the target copies."""
+        return self.learner.updates
+
+    @updates.setter
+    def updates(self, n: int) -> None:
+        self.learner.updates = n
 
     def update(self, beta: float = 0.4) -> dict:
         """One gradient step on a sampled batch; returns scalar metrics."""
@@ -61,39 +59,29 @@ class DQNLearner:
         with torch.no_grad():
             targets = double_q_targets(q_next_online, self.target(t["next_obs"]), t["reward"], t["discount"])
         out = dqn_loss(q, t["action"], targets, weights, self.a.huber_delta)
-        loss = self.guard.loss(out.loss)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.a.max_grad_norm > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.a.max_grad_norm)
-        else:
-            norm = total_grad_norm(self.online.parameters())
-        loss_value = float(loss.detach())
-        allowed = self.guard.allow(loss_value, float(norm))
-        metrics = {"loss": loss_value, "q_mean": float(q.detach().mean()), **self.guard.metrics()}
-        if not allowed:
-            return metrics  # no step, and NaN TD errors never become priorities
-        self.opt.step()
+        before = self.learner.updates
+        stats = self.learner.step(out.loss)
+        metrics = {"loss": stats["loss"], "q_mean": float(q.detach().mean()), "grad_norm": stats["grad_norm"],
+                   "nonfinite_skipped": stats["nonfinite_skipped"]}
+        if self.learner.updates == before:
+            return metrics  # skipped: no step, and NaN TD errors never become priorities
         if self.prioritized:
             self.replay.update_priorities(idx, out.td_errors.abs().numpy())
-        self.updates += 1
         if self.updates % self.a.target_update_period == 0:
             self.target.load_state_dict(self.online.state_dict())
         return metrics
 
     def state_dict(self, with_replay: bool) -> dict:
         """Networks, optimizer and (optionally) the replay memory as named arrays."""
-        out = {**module_arrays("online", self.online), **module_arrays("target", self.target),
-               **optimizer_arrays("optim", self.opt)}
+        out = {**self.learner.state_dict("online"), **module_arrays("target", self.target)}
         if with_replay:
             out.update({f"replay/{k}": v for k, v in self.replay.state_dict().items()})
         return out
 
     def load_state_dict(self, arrays: dict) -> None:
         """Restore what :meth:`state_dict` saved (replay too if it was saved)."""
-        load_module_arrays("online", self.online, arrays)
+        self.learner.load_state_dict(arrays, "online")
         load_module_arrays("target", self.target, arrays)
-        load_optimizer_arrays("optim", self.opt, arrays)
         replay = {k[len("replay/"):]: v for k, v in arrays.items() if k.startswith("replay/")}
         if replay:
             self.replay.load_state_dict(replay)

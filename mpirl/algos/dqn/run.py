@@ -14,11 +14,15 @@ from collections import deque
 import numpy as np
 
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
-from mpirl.algos.dqn.actor import VectorActor
-from mpirl.algos.dqn.learner import DQNLearner, make_network, replay_spec
-from mpirl.algos.dqn.messages import fill_trajectory, trajectory_spec, transitions
-from mpirl.comm.buffers import MessageSpec, flat_parameters
+from mpirl.algos._schedules import linear_epsilon
+from mpirl.algos.dqn.config import network_config
+from mpirl.algos.dqn.learner import DQNLearner
+from mpirl.algos.dqn.messages import fill_trajectory, replay_spec, trajectory_spec, transitions
+from mpirl.comm.buffers import MessageSpec
+from mpirl.networks import make_networks
+from mpirl.params import flat_parameters
 from mpirl.replay import ReplayBuffer
+from mpirl.rollout import NStepActor
 from mpirl.seeding import capture_env_rng, restore_env_rng
 
 _CTRL = ("done", "checkpoint", "env_steps", "updates", "episodes")
@@ -26,8 +30,7 @@ _CTRL = ("done", "checkpoint", "env_steps", "updates", "episodes")
 
 def epsilon(a, env_steps: int) -> float:
     """Linearly decayed exploration rate after ``env_steps`` steps of all actors."""
-    frac = min(1.0, env_steps / a.epsilon_decay_steps)
-    return a.epsilon_start + frac * (a.epsilon_end - a.epsilon_start)
+    return linear_epsilon(a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps, env_steps)
 
 
 def train(ctx) -> dict:
@@ -35,12 +38,13 @@ def train(ctx) -> dict:
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
     seed_torch(ctx)
     counters = restored_counters(ctx)
-    envs, obs_dim, n_actions = rank_envs(ctx)
+    envs, spec = rank_envs(ctx)
     slots = a.rollout_steps * cfg.env.num_envs
-    traj = trajectory_spec(slots, obs_dim).allocate()
+    traj = trajectory_spec(slots, spec).allocate()
+    net = make_networks(spec, network_config(a))
 
     if world.is_learner:
-        learner = DQNLearner(a, obs_dim, n_actions, ReplayBuffer(a.replay_capacity, replay_spec(obs_dim)), ctx.rng,
+        learner = DQNLearner(a, net, ReplayBuffer(a.replay_capacity, replay_spec(spec)), ctx.rng,
                              cfg.fault.max_nonfinite)
         if ctx.restored_state:
             learner.load_state_dict(ctx.restored_state)
@@ -51,10 +55,9 @@ def train(ctx) -> dict:
         recv = np.empty((world.size, traj.spec.nbytes), np.uint8)
         envs.close()
     else:
-        net = make_network(a, obs_dim, n_actions)
         flat = flat_parameters(net)
         restore_env_rng(envs, ctx.restored_extra.get("env_rng"))  # before the actor's first reset
-        actor = VectorActor(envs, net, a.rollout_steps, a.n_step, a.gamma, ctx.rng)
+        actor = NStepActor(envs, net, a.rollout_steps, a.n_step, a.gamma, ctx.rng)
         recv = None
     weights = MessageSpec({"params": (flat.shape, np.float32), "ctrl": ((len(_CTRL),), np.float64)}).allocate()
     window = deque(ctx.restored_extra.get("returns", []), maxlen=100)

@@ -1,10 +1,10 @@
 """Decentralized gossip A2C (`algo = "gossip_a2c"`): see run.py for the message flow and schedule."""
 from __future__ import annotations
 
-from mpirl.algos.a2c import check_env, greedy_policy, state_shapes
+from mpirl.algos.a2c import SUPPORTS, check_env, greedy_policy, state_shapes
 from mpirl.algos.gossip_a2c.config import GossipA2CConfig as Config
 
-__all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
+__all__ = ["Config", "MIN_RANKS", "SUPPORTS", "check_env", "greedy_policy", "state_shapes", "train"]
 
 MIN_RANKS = 1
 #: Honours stop.greedy_episodes (RunContext.stop_confirmed).

@@ -28,9 +28,11 @@ from collections import deque
 import numpy as np
 
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
+from mpirl.algos.a2c.config import network_config
 from mpirl.algos.a2c.learner import ActorCriticLearner
-from mpirl.algos.impala.actor import UnrollActor
 from mpirl.functional.gossip import gossip_peer
+from mpirl.networks import make_networks
+from mpirl.rollout import UnrollActor
 
 TAG_GOSSIP = 41
 CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "stop", "pg_loss", "value_loss", "entropy",
@@ -43,9 +45,9 @@ def train(ctx) -> dict:
     # torch may be imported after RunContext seeded the globals: seed it here (rank 0's init is broadcast).
     seed_torch(ctx)
     counters = restored_counters(ctx)
-    envs, obs_dim, n_actions = rank_envs(ctx)
-    learner = ActorCriticLearner(a, obs_dim, n_actions, cfg.total_env_steps,
-                                   max_nonfinite=cfg.fault.max_nonfinite)
+    envs, spec = rank_envs(ctx)
+    net = make_networks(spec, network_config(a))
+    learner = ActorCriticLearner(a, net, cfg.total_env_steps, max_nonfinite=cfg.fault.max_nonfinite)
     if ctx.restored_rank_arrays:
         learner.load_state_dict(ctx.restored_rank_arrays)
     elif ctx.restored_state:  # resumed at a larger rank count: a new rank starts from rank 0's network
@@ -53,7 +55,7 @@ def train(ctx) -> dict:
     else:
         world.bcast(learner.flat)  # consensus at the start
     learner.updates = counters["updates"]
-    actor = UnrollActor(envs, learner.net.actor, a.t_max, ctx.rng)
+    actor = UnrollActor(envs, net.policy, a.t_max, ctx.rng, net.dist)
     window = deque(ctx.restored_extra.get("returns", []), maxlen=math.ceil(100 / world.size))
     flat, n, size = learner.flat, learner.flat.size, world.size
     peer_buf = np.empty_like(flat)

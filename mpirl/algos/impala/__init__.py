@@ -1,44 +1,31 @@
 """IMPALA with V-trace (`algo = "impala"`): see run.py for the message flow."""
 from __future__ import annotations
 
-from mpirl.algos._mlp_contract import argmax_policy, check_box_discrete, dims
+from mpirl.algos import _contract
 from mpirl.algos.impala.config import ImpalaConfig as Config
+from mpirl.algos.impala.config import network_config
 from mpirl.errors import ConfigError
 
-__all__ = ["Config", "MIN_RANKS", "check_env", "greedy_policy", "state_shapes", "train"]
+__all__ = ["Config", "MIN_RANKS", "SUPPORTS", "check_env", "greedy_policy", "state_shapes", "train"]
 
 MIN_RANKS = 2
 #: Honours stop.greedy_episodes (RunContext.stop_confirmed).
 GREEDY_STOP = True
+#: Observation and action kinds this algorithm handles (mpirl.specs).
+SUPPORTS = {"obs": ("vector",), "action": ("discrete",)}
+
+_check, state_shapes, greedy_policy = _contract.functions(SUPPORTS, network_config, "net")
 
 
 def check_env(cfg, env) -> None:
-    """An MLP policy over a categorical distribution needs a Box observation space and Discrete actions.
-
-    ``learner.device = "cuda"`` also needs a CUDA device on rank 0.
-    """
-    check_box_discrete(cfg, env)
+    """The environment suits the policy network; ``learner.device = "cuda"`` also needs a CUDA device on rank 0."""
+    _check(cfg, env)
     if cfg.agent.learner.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise ConfigError("key 'impala.learner.device' is 'cuda' but torch sees no CUDA device "
                               f"(torch {torch.__version__})")
-
-
-def state_shapes(cfg, env) -> dict:
-    """Shapes of the network's tensors, which a resumed checkpoint must match."""
-    from mpirl.algos.impala.learner import make_network
-
-    net = make_network(cfg.agent, *dims(env))
-    return {f"net/{k}": tuple(v.shape) for k, v in net.state_dict().items()}
-
-
-def greedy_policy(state: dict, cfg):
-    """The most probable action of a checkpoint's policy network."""
-    from mpirl.algos.impala.learner import make_network
-
-    return argmax_policy(state, cfg, make_network, "net", head=lambda net: net.actor)
 
 
 def train(ctx):

@@ -18,7 +18,13 @@ class LearnerConfig:
 class ImpalaConfig:
     """IMPALA (`algo = "impala"`, Espeholt et al. 2018): asynchronous actors, a batching V-trace learner on rank 0."""
 
+    SECTION = "impala"
+
     hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
+    encoder: str = opt("mlp", "Encoder of the observations in each tower (`mlp`: tanh layers of `hidden` sizes), "
+                              "or a user factory `package.module:function` (docs/architecture.md).")
+    distribution: str = opt("categorical", "Action distribution of the policy (`categorical`), or a user class "
+                                           "`package.module:Class` (docs/architecture.md).")
     unroll_length: int = opt(20, "Steps per environment copy in one unroll (an actor message holds "
                                  "unroll_length x env.num_envs steps).", min=1)
     batch_size: int = opt(2, "Unrolls (actor messages) per learner update, taken first come from any actor.", min=1)
@@ -54,3 +60,11 @@ class ImpalaConfig:
         if not self.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden):
             raise ConfigError(f"key 'impala.hidden' must be a non-empty list of positive integers, "
                               f"got {self.hidden!r}")
+
+
+def network_config(a: ImpalaConfig):
+    """The policy-value network the section describes (:func:`mpirl.networks.make_networks`)."""
+    from mpirl.networks import NetworkConfig
+
+    return NetworkConfig("policy_value", tuple(a.hidden), "tanh", encoder=a.encoder, distribution=a.distribution,
+                         key="impala")

@@ -1,4 +1,4 @@
-"""The IMPALA learner: an actor-critic network updated with V-trace targets from batched unrolls.
+"""The IMPALA learner: a policy-value network updated with V-trace targets from batched unrolls.
 
 It does not know about ranks or MPI. Its parameters are published as one flat
 float32 vector (:meth:`ImpalaLearner.weights`), which on CPU shares memory
@@ -9,87 +9,57 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpirl.algos._nonfinite import NonFiniteGuard, total_grad_norm
-from mpirl.algos._optim import make_optimizer
-from mpirl.comm.buffers import flat_parameters
+from mpirl.algos._schedules import linear_lr
 from mpirl.functional import impala_loss
-from mpirl.nets import ActorCritic
-from mpirl.torch_state import load_module_arrays, load_optimizer_arrays, module_arrays, optimizer_arrays
-
-
-def make_network(a, obs_dim: int, num_actions: int) -> ActorCritic:
-    """The actor-critic network the config describes (separate policy and value MLPs)."""
-    return ActorCritic(obs_dim, num_actions, hidden=tuple(a.hidden))
-
-
-def lr_at(a, env_steps: int, total_env_steps: int) -> float:
-    """The learning rate after the learner received ``env_steps``: linear decay to 0 (if ``lr_decay``)."""
-    if not a.lr_decay:
-        return a.lr
-    return a.lr * max(0.0, 1.0 - env_steps / total_env_steps)
+from mpirl.learner import Learner
 
 
 class ImpalaLearner:
-    """V-trace actor-critic updates on ``[T+1, N]`` unroll batches.
+    """V-trace actor-critic updates of ``net`` (a policy-value network) on ``[T+1, N]`` unroll batches.
 
     ``max_nonfinite``: see :class:`~mpirl.algos._nonfinite.NonFiniteGuard`.
     """
 
-    def __init__(self, a, obs_dim: int, num_actions: int, total_env_steps: int, max_nonfinite: int = 0):
+    def __init__(self, a, net: torch.nn.Module, total_env_steps: int, max_nonfinite: int = 0):
         self.a, self.total_env_steps = a, total_env_steps
-        self.guard = NonFiniteGuard(max_nonfinite)
-        self.device = torch.device(a.learner.device)
-        self.net = make_network(a, obs_dim, num_actions)
-        if self.device.type == "cpu":
-            self.flat = flat_parameters(self.net)  # publishing reads the parameters without a copy
-        else:
-            self.net.to(self.device)
-            self.flat = np.zeros(sum(p.numel() for p in self.net.parameters()), np.float32)
-        self.opt = make_optimizer(a.optimizer, self.net.parameters(), a.lr, fused=False,
-                                  rmsprop_alpha=a.rmsprop_alpha, rmsprop_eps=a.rmsprop_eps)
-        self.updates = 0
+        self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, device=a.learner.device,
+                               max_grad_norm=a.max_grad_norm, max_nonfinite=max_nonfinite, fused=False,
+                               rmsprop_alpha=a.rmsprop_alpha, rmsprop_eps=a.rmsprop_eps)
+        self.net, self.device, self.dist = self.learner.net, self.learner.device, net.dist
+
+    @property
+    def updates(self) -> int:
+        """Optimizer steps taken (skipped non-finite ones excluded)."""
+        return self.learner.updates
+
+    @updates.setter
+    def updates(self, n: int) -> None:
+        self.learner.updates = n
 
     def weights(self) -> np.ndarray:
         """The network's parameters as one flat float32 vector (a live view on CPU)."""
-        if self.device.type != "cpu":
-            with torch.no_grad():
-                self.flat[...] = torch.cat([p.reshape(-1) for p in self.net.parameters()]).cpu().numpy()
-        return self.flat
+        return self.learner.weights()
 
     def update(self, batch: dict, env_steps: int) -> dict:
         """One gradient step on a batch of unrolls; ``env_steps`` received so far sets the learning rate."""
-        a = self.a
+        a, dist = self.a, self.dist
         t = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
-        obs = t["obs"]
-        T1, N = obs.shape[:2]
-        logits, values = self.net(obs.reshape(T1 * N, -1))
-        logits, values = logits.reshape(T1, N, -1), values.reshape(T1, N)
-        rewards = t["reward"] * a.reward_scale
-        out = impala_loss(logits, values, t["logits"], t["action"], rewards, t["terminated"], t["reset"],
+        params, values = self.net(t["obs"])  # [T+1, N, P], [T+1, N]
+        T = t["action"].shape[0]
+        log_pi, entropy = dist.log_prob_and_entropy(params[:T], t["action"])
+        log_mu = dist.log_prob(t["policy_params"], t["action"])
+        out = impala_loss(log_pi, log_mu, entropy, values, t["reward"] * a.reward_scale, t["terminated"], t["reset"],
                           a.gamma, a.baseline_cost, a.entropy_cost, a.clip_rho_threshold, a.clip_pg_rho_threshold)
-        lr = lr_at(a, env_steps, self.total_env_steps)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        loss = self.guard.loss(out.loss)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if a.max_grad_norm > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), a.max_grad_norm))
-        else:
-            grad_norm = float(total_grad_norm(self.net.parameters()))
-        loss_value = float(loss.detach())
-        if self.guard.allow(loss_value, grad_norm):
-            self.opt.step()
-            self.updates += 1
-        return {"loss": loss_value, "pg_loss": float(out.pg_loss),
-                "baseline_loss": float(out.baseline_loss), "entropy": float(out.entropy),
-                "grad_norm": grad_norm, "lr": lr, **self.guard.metrics()}
+        self.learner.set_lr(linear_lr(a.lr, a.lr_decay, env_steps, self.total_env_steps))
+        stats = self.learner.step(out.loss)
+        return {"loss": stats["loss"], "pg_loss": float(out.pg_loss), "baseline_loss": float(out.baseline_loss),
+                "entropy": float(out.entropy), "grad_norm": stats["grad_norm"], "lr": stats["lr"],
+                "nonfinite_skipped": stats["nonfinite_skipped"]}
 
     def state_dict(self) -> dict:
         """Network and optimizer (with its current learning rate) as named arrays."""
-        return {**module_arrays("net", self.net), **optimizer_arrays("optim", self.opt)}
+        return self.learner.state_dict("net")
 
     def load_state_dict(self, arrays: dict) -> None:
         """Restore what :meth:`state_dict` saved."""
-        load_module_arrays("net", self.net, arrays)
-        load_optimizer_arrays("optim", self.opt, arrays)
+        self.learner.load_state_dict(arrays, "net")

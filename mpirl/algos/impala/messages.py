@@ -5,19 +5,22 @@ import numpy as np
 
 from mpirl.comm.buffers import MessageSpec
 
-UNROLL_FIELDS = ("obs", "action", "reward", "terminated", "truncated", "reset", "logits")
+# Truncation needs no field: the step after a truncated one is a reset step, whose value bootstraps it.
+UNROLL_FIELDS = ("obs", "action", "reward", "terminated", "reset", "policy_params")
 
 
-def unroll_spec(T: int, B: int, obs_dim: int, num_actions: int) -> MessageSpec:
+def unroll_spec(T: int, B: int, env_spec, num_params: int) -> MessageSpec:
     """One unroll of B env copies: T+1 observations, T steps, the policy version that acted, finished returns.
 
-    An env copy ends at most one episode per step, so T x B slots always hold
-    the returns of the episodes that ended during the unroll.
+    Observations keep the environment's shape and dtype; ``policy_params`` are
+    the behaviour distribution's ``num_params`` parameters at each step. An env
+    copy ends at most one episode per step, so T x B slots always hold the
+    returns of the episodes that ended during the unroll.
     """
     return MessageSpec({
-        "obs": ((T + 1, B, obs_dim), np.float32), "action": ((T, B), np.int64), "reward": ((T, B), np.float32),
-        "terminated": ((T, B), np.uint8), "truncated": ((T, B), np.uint8), "reset": ((T, B), np.uint8),
-        "logits": ((T, B, num_actions), np.float32), "version": ((), np.int64), "steps": ((), np.int64),
+        "obs": env_spec.obs_field(T + 1, B), "action": env_spec.action.field(T, B), "reward": ((T, B), np.float32),
+        "terminated": ((T, B), np.uint8), "reset": ((T, B), np.uint8),
+        "policy_params": ((T, B, num_params), np.float32), "version": ((), np.int64), "steps": ((), np.int64),
         "episodes": ((), np.int64), "episode_returns": ((T * B,), np.float64)})
 
 
@@ -27,7 +30,7 @@ def weights_spec(num_params: int) -> MessageSpec:
 
 
 def fill_unroll(msg, out: dict, version: int) -> None:
-    """Copy an actor's :meth:`~mpirl.algos.impala.actor.UnrollActor.unroll` output into an unroll message."""
+    """Copy an actor's :meth:`~mpirl.rollout.UnrollActor.unroll` output into an unroll message."""
     for k in UNROLL_FIELDS:
         msg[k] = out[k]
     rets = out["episode_returns"]

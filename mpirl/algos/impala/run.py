@@ -27,12 +27,14 @@ from collections import deque
 import numpy as np
 
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
-from mpirl.algos.impala.actor import UnrollActor, resumed_sampling, rng_doc
-from mpirl.algos.impala.learner import ImpalaLearner, make_network
+from mpirl.algos.impala.config import network_config
+from mpirl.algos.impala.learner import ImpalaLearner
 from mpirl.algos.impala.messages import UnrollBatch, fill_unroll, unroll_spec, weights_spec
-from mpirl.comm.buffers import flat_parameters
 from mpirl.comm.control import ActorControl, StateReports
 from mpirl.comm.p2p import Receiver, Sender
+from mpirl.networks import make_networks
+from mpirl.params import flat_parameters
+from mpirl.rollout import UnrollActor, resumed_sampling, rng_doc
 
 # TAG_CTRL: rank 0's report requests and stop; TAG_BYE: the actors' reports and goodbyes (mpirl.comm.control).
 TAG_UNROLL, TAG_WEIGHTS, TAG_BYE, TAG_CTRL = 21, 22, 23, 24
@@ -43,15 +45,15 @@ def train(ctx) -> dict:
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
     seed_torch(ctx)
     resumed_steps = restored_counters(ctx)["env_steps"]
-    envs, obs_dim, n_actions = rank_envs(ctx)
-    spec = unroll_spec(a.unroll_length, cfg.env.num_envs, obs_dim, n_actions)
+    envs, env_spec = rank_envs(ctx)
+    net = make_networks(env_spec, network_config(a))
+    spec = unroll_spec(a.unroll_length, cfg.env.num_envs, env_spec, net.dist.num_params)
     if world.is_learner:
         envs.close()
-        learner = ImpalaLearner(a, obs_dim, n_actions, cfg.total_env_steps, cfg.fault.max_nonfinite)
+        learner = ImpalaLearner(a, net, cfg.total_env_steps, cfg.fault.max_nonfinite)
         return _learn(ctx, learner, spec)
-    net = make_network(a, obs_dim, n_actions)
     flat = flat_parameters(net)
-    actor = UnrollActor(envs, net.actor, a.unroll_length, resumed_sampling(ctx, envs, resumed_steps))
+    actor = UnrollActor(envs, net.policy, a.unroll_length, resumed_sampling(ctx, envs, resumed_steps), net.dist)
     _act(ctx, actor, flat, spec)
     envs.close()
     return {}
