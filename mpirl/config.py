@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from mpirl.errors import ConfigError
+from mpirl.options import opt  # noqa: F401  (re-exported: mpirl.config.opt)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,12 +26,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def opt(default, help, **bounds):
-    """A config field with its documentation and validation bounds."""
-    meta = {"help": help, **bounds}
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass

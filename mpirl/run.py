@@ -176,7 +176,16 @@ class RunContext:
             self.logger.message(f"mpirl: resuming from {path} at env step {ck.counters.get('env_steps')}")
         head = self.world.bcast_json(head)
         state = {}
-        for name, (shape, dtype) in sorted(head["arrays"].items()):
+        from mpirl.algos import get_algo
+
+        if getattr(get_algo(self.cfg.algo), "RESUME_STATE", "every_rank") == "learner":
+            # Only rank 0 learns (actors get the weights from its first publication): the arrays, replay
+            # memory included, stay there.
+            state = dict(ck.state) if ck is not None else {}
+            names = ()
+        else:
+            names = sorted(head["arrays"].items())
+        for name, (shape, dtype) in names:
             buf = np.array(ck.state[name], order="C") if ck is not None else np.empty(shape, dtype=dtype)
             state[name] = self.world.bcast(buf)
         prefix = f"rank_{self.rank}/"

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpirl.config import opt
+from mpirl.options import opt
 from mpirl.envs import make_env
 from mpirl.errors import ConfigError
 
 MIN_RANKS = 1
-_CTRL = 6  # steps, episodes, return sum, return count, checkpoint vote, spare
+_CTRL = 6  # steps, episodes, return sum, return count, checkpoint vote, stop vote
 
 
 @dataclass

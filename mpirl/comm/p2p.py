@@ -1,7 +1,7 @@
 """Nonblocking point-to-point messaging with preallocated buffers.
 
-A :class:`Channel` carries one message kind (a :class:`MessageSpec`) under one
-tag. Senders own a small pool of buffers and never wait for the receiver while
+A :class:`Sender` and a :class:`Receiver` carry one message kind (a
+:class:`MessageSpec`) under one tag (:mod:`mpirl.comm.tags`). Senders own a small pool of buffers and never wait for the receiver while
 a free buffer remains; receivers keep receives posted and poll them. A
 zero-length message on the shutdown tag tells a peer to stop.
 """
@@ -12,11 +12,12 @@ import time
 import numpy as np
 
 from mpirl.comm.buffers import Message, MessageSpec
+from mpirl.comm.tags import TAGS
 from mpirl.comm.wait import poll_until, wait, wait_all
 from mpirl.comm.watch import CHECK_EVERY_S, SilenceClock, silent_message
 from mpirl.errors import SilentRankError
 
-SHUTDOWN_TAG = 32000
+SHUTDOWN_TAG = TAGS["shutdown"]
 _EMPTY = np.zeros(1, dtype=np.uint8)
 
 

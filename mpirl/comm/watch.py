@@ -20,6 +20,8 @@ ranks, which the CLI turns into one line and an abort of the job (exit 4).
 """
 from __future__ import annotations
 
+from mpirl.comm.tags import TAGS
+
 #: A rank's first message (or rank 0's first collective with every rank) may take this long:
 #: start-up (imports, environment creation) can take a minute on a loaded node.
 STARTUP_GRACE_S = 120.0
@@ -31,7 +33,7 @@ CHECK_EVERY_S = 0.1
 ROLL_CALL_GRACE_S = 2.0
 #: How often a waiting rank looks for a roll call.
 ANSWER_EVERY_S = 0.01
-ROLL_CALL_TAG, ROLL_ANSWER_TAG = 32001, 32002
+ROLL_CALL_TAG, ROLL_ANSWER_TAG = TAGS["roll_call"], TAGS["roll_answer"]
 TIMEOUT_KEY = "fault.actor_timeout_s"
 
 

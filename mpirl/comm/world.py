@@ -1,7 +1,8 @@
 """The MPI world: rank roles, collectives on flat buffers, abort on any exception.
 
-This package is the only place in mpirl that imports mpi4py. Rank 0 is the
-learner (or parameter server); ranks 1..N-1 are actors. Every wait goes
+This package is the only place in mpirl that imports mpi4py. Which ranks learn
+and which act is the :class:`~mpirl.comm.layout.Layout`'s to say (today rank 0
+learns or serves parameters and ranks 1..N-1 act). Every wait goes
 through :mod:`mpirl.comm.wait` so a waiting rank does not burn a core.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import traceback
 import numpy as np
 
 from mpirl.comm import watch
+from mpirl.comm.layout import Layout
 from mpirl.comm.wait import poll_until, wait_all
 from mpirl.errors import SilentRankError
 
@@ -39,6 +41,7 @@ class World:
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
+        self.layout = Layout(self.size)
         self.actor_timeout_s = 0.0
         self._everyone_seen = False  # a collective with every rank has completed: start-up is over
         self._roll_calls = 0
@@ -59,18 +62,36 @@ class World:
     # ---- roles -----------------------------------------------------------
     @property
     def is_learner(self) -> bool:
-        """True on rank 0, the learner / parameter server."""
-        return self.rank == LEARNER
+        """True on a learner rank (rank 0 today: the learner / parameter server)."""
+        return self.layout.is_learner(self.rank)
 
     @property
     def actor_ranks(self) -> list:
-        """The ranks that act (1..size-1)."""
-        return list(range(1, self.size))
+        """The ranks that act (1..size-1 with one learner)."""
+        return self.layout.actor_ranks
 
     @property
     def num_actors(self) -> int:
         """How many actor ranks there are."""
-        return self.size - 1
+        return len(self.layout.actor_ranks)
+
+    @property
+    def learner(self) -> int:
+        """The learner this rank talks to: itself on a learner, its ``layout.learner_of`` on an actor."""
+        return self.rank if self.is_learner else self.layout.learner_of(self.rank)
+
+    def split(self, color: int, key: int | None = None) -> "World":
+        """A sub-world of the ranks that pass the same ``color`` (MPI ``Comm_Split``), e.g. the learner group.
+
+        It keeps the nonblocking waits, the abort hook and (with this world's
+        deadline) the silent-rank detection; ranks are numbered by ``key``
+        (default: this rank), and its layout has one learner, its rank 0.
+        Collective: every rank of this world calls it.
+        """
+        comm = self.comm.Split(int(color), self.rank if key is None else int(key))
+        sub = World(comm)
+        sub.watch_actors(self.actor_timeout_s)
+        return sub
 
     # ---- collectives on buffers -----------------------------------------
     def barrier(self) -> None:

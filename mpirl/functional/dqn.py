@@ -46,10 +46,12 @@ def n_step_transitions(rewards_t, terminated_t, truncated_t, gamma: float, n: in
     Inputs are ``[T, B]`` arrays from T steps of B vectorised environments:
     ``rewards_t[t, b]`` is the reward of the step taken from obs_t, and
     ``terminated_t``/``truncated_t`` flag that this step ended the episode.
-    The environments are assumed to auto-reset on the same step (gymnasium
-    ``AutoresetMode.SAME_STEP``): after an episode end, obs_{t+1} in the
-    stored sequence obs_{0..T} is the first observation of the next episode,
-    so no window may cross an episode end.
+    A window never crosses an episode end. The caller's unroll follows
+    gymnasium's next-step autoreset (as :class:`mpirl.rollout.NStepActor`
+    does): after an episode's end the stored obs_{t+1} is that episode's
+    true final observation, and the next step only resets the copy; the
+    caller zeroes that reset step's reward and flags and drops the windows
+    that start at it.
 
     For each (t, b) the window length is
     ``m = min(n, steps up to and including the first terminated/truncated step at or after t, T - t)``
@@ -60,9 +62,9 @@ def n_step_transitions(rewards_t, terminated_t, truncated_t, gamma: float, n: in
       (a truncation still bootstraps, from the episode's final observation);
     * ``bootstrap_index[t, b] = t + m`` (int64, in 1..T): the target is
       ``returns + discounts * Q(obs_{t+m})``. Where step t+m-1 was truncated,
-      the stored obs_{t+m} is the reset observation, so the caller must
-      substitute the final observation of the episode (``info["final_obs"]``);
-      where it terminated, the discount is 0 and the observation is irrelevant;
+      obs_{t+m} is the episode's final observation under next-step autoreset,
+      so truncation bootstraps from it; where it terminated, the discount is 0
+      and the observation is irrelevant;
     * ``valid[t, b]`` is False iff ``m < n`` and the window reached the end of
       the unroll without an episode end. Those windows are partial (their
       other outputs hold the partial sums so far) and must be completed with

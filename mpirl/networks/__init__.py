@@ -20,11 +20,12 @@ from typing import Tuple
 
 from mpirl.errors import ConfigError
 from mpirl.networks.distributions import DISTRIBUTIONS, Categorical
-from mpirl.networks.encoders import ENCODERS, MLPEncoder, mlp, mlp_encoder
-from mpirl.networks.heads import PolicyValueNet, QNet, Tower
+from mpirl.networks.encoders import ENCODERS, FlatteningMLPEncoder, MLPEncoder, mlp, mlp_encoder
+from mpirl.networks.heads import PolicyValueNet, QNet, Tower, tower
 
-__all__ = ["Categorical", "DISTRIBUTIONS", "ENCODERS", "MLPEncoder", "NetworkConfig", "PolicyValueNet", "QNet",
-           "Tower", "make_distribution", "make_networks", "mlp", "mlp_encoder", "resolve"]
+__all__ = ["Categorical", "DISTRIBUTIONS", "ENCODERS", "FlatteningMLPEncoder", "MLPEncoder", "NetworkConfig",
+           "PolicyValueNet", "QNet", "Tower", "make_distribution", "make_networks", "mlp", "mlp_encoder", "resolve",
+           "tower"]
 
 
 @dataclass(frozen=True)

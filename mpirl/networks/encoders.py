@@ -26,13 +26,16 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: type[nn.
 
 
 class MLPEncoder(nn.Sequential):
-    """Flatten each observation to a float32 vector, then Linear + activation layers (one after the last too).
+    """Linear + activation layers (one after the last too) over flat float32 observation vectors.
 
-    Its layers are plain children so that a policy tower can splice them in
-    front of its head (:class:`~mpirl.networks.heads.Tower`) and keep the flat
-    parameter names (``actor.0.weight`` ... ``actor.4.bias``) of checkpoints
+    nn.Linear takes any leading dimensions, so vector observations need no
+    reshaping: ``prepare`` is None, and a policy tower built on it is a plain
+    Sequential (:func:`~mpirl.networks.heads.tower`) whose parameter names
+    are flat (``actor.0.weight`` ... ``actor.4.bias``), those of checkpoints
     written before the encoders existed.
     """
+
+    prepare = None
 
     def __init__(self, obs_shape: tuple, hidden: tuple[int, ...], activation: str = "relu", nested: bool = False):
         if not hidden:
@@ -47,6 +50,10 @@ class MLPEncoder(nn.Sequential):
         self.obs_ndim = len(obs_shape)
         self.out_dim = int(hidden[-1])
 
+
+class FlatteningMLPEncoder(MLPEncoder):
+    """An :class:`MLPEncoder` for observations that are not flat float32 vectors: flattened and cast first."""
+
     def prepare(self, obs: torch.Tensor) -> torch.Tensor:
         """``[N, *obs_shape]`` observations as ``[N, prod(obs_shape)]`` float32."""
         return obs.reshape(obs.shape[0], -1).to(torch.float32)
@@ -56,8 +63,10 @@ class MLPEncoder(nn.Sequential):
 
 
 def mlp_encoder(env_spec, cfg) -> MLPEncoder:
-    """The MLP encoder of ``cfg.hidden`` layers and ``cfg.activation`` for vector observations."""
-    return MLPEncoder(env_spec.obs_shape, tuple(cfg.hidden), cfg.activation, nested=cfg.nested_torso)
+    """The MLP encoder of ``cfg.hidden`` layers and ``cfg.activation`` (observations flattened if need be)."""
+    flat = len(env_spec.obs_shape) == 1 and np.dtype(env_spec.obs_dtype) == np.float32
+    cls = MLPEncoder if flat else FlatteningMLPEncoder
+    return cls(env_spec.obs_shape, tuple(cfg.hidden), cfg.activation, nested=cfg.nested_torso)
 
 
 ENCODERS = {"mlp": mlp_encoder}

@@ -17,24 +17,38 @@ def _split(obs: torch.Tensor, obs_ndim: int) -> tuple[tuple, torch.Tensor]:
 
 
 class Tower(nn.Sequential):
-    """An encoder followed by a linear head of ``out_dim`` outputs, as one Sequential.
+    """An encoder followed by a linear head of ``out_dim`` outputs, for any leading dimensions.
 
-    An encoder that is itself a Sequential with a ``prepare`` method (the MLP
-    encoder) has its layers spliced in, so the tower's parameter names are
-    flat (``0.weight``, ``2.weight``, ... for an MLP); any other encoder module
-    becomes child ``0`` and the head child ``1``.
+    An encoder that is a Sequential with a ``prepare`` method (a flattening
+    MLP encoder) has its layers spliced in, so the parameter names stay flat;
+    any other encoder module becomes child ``0`` and the head child ``1``.
     """
 
     def __init__(self, encoder: nn.Module, out_dim: int, obs_ndim: int):
-        self._spliced = isinstance(encoder, nn.Sequential) and hasattr(encoder, "prepare")
+        spliced = isinstance(encoder, nn.Sequential) and callable(getattr(encoder, "prepare", None))
         head = nn.Linear(encoder.out_dim, out_dim)
-        super().__init__(*(list(encoder) if self._spliced else [encoder]), head)
-        self.prepare = encoder.prepare if self._spliced else (lambda x: x)
+        super().__init__(*(list(encoder) if spliced else [encoder]), head)
+        self.prepare = encoder.prepare if spliced else (lambda x: x)
         self.obs_ndim = obs_ndim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.ndim == self.obs_ndim + 1:  # a plain batch (every actor step): no reshapes
+            return super().forward(self.prepare(obs))
         lead, flat = _split(obs, self.obs_ndim)
         return super().forward(self.prepare(flat)).reshape(*lead, -1)
+
+
+def tower(encoder: nn.Module, out_dim: int, obs_ndim: int) -> nn.Sequential:
+    """``encoder`` then a linear head of ``out_dim`` outputs.
+
+    An MLP encoder of flat float32 vectors (``prepare`` None) gives a plain
+    Sequential of its layers and the head: nn.Linear takes any leading
+    dimensions, and an actor step then costs what a bare MLP costs. Any
+    other encoder gives a :class:`Tower`.
+    """
+    if isinstance(encoder, nn.Sequential) and hasattr(encoder, "prepare") and encoder.prepare is None:
+        return nn.Sequential(*encoder, nn.Linear(encoder.out_dim, out_dim))
+    return Tower(encoder, out_dim, obs_ndim)
 
 
 class PolicyValueNet(nn.Module):
@@ -51,10 +65,13 @@ class PolicyValueNet(nn.Module):
         self.dist = dist
         # make_encoder() is called once per tower, the policy's first: the layers are created (and drawn
         # from the seed) in the order encoder, head, encoder, head.
-        self.actor = Tower(make_encoder(), dist.num_params, obs_ndim)
-        self.critic = Tower(make_encoder(), 1, obs_ndim)
+        self.actor = tower(make_encoder(), dist.num_params, obs_ndim)
+        self.critic = tower(make_encoder(), 1, obs_ndim)
+        # policy(obs) is the actor tower itself: one module call per acting step, not two. Set past
+        # nn.Module's registration so the tower is not listed (and saved) twice.
+        object.__setattr__(self, "policy", self.actor)
 
-    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:  # replaced per instance by the actor tower
         """The action distribution's parameters ``[*lead, num_params]``."""
         return self.actor(obs)
 
@@ -89,14 +106,17 @@ class QNet(nn.Module):
             self.head = nn.Linear(torso.out_dim, num_actions)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        plain = getattr(self.torso, "prepare", False) is None  # flat vectors: Linear takes any leading dims
+        if plain or obs.ndim == self.obs_ndim + 1:
+            return self._q(self.torso(obs))
         lead, flat = _split(obs, self.obs_ndim)
-        h = self.torso(flat)
-        if self.dueling:
-            adv = self.advantage_head(h)
-            q = self.value_head(h) + adv - adv.mean(dim=-1, keepdim=True)
-        else:
-            q = self.head(h)
-        return q.reshape(*lead, -1)
+        return self._q(self.torso(flat)).reshape(*lead, -1)
+
+    def _q(self, h: torch.Tensor) -> torch.Tensor:
+        if not self.dueling:
+            return self.head(h)
+        adv = self.advantage_head(h)
+        return self.value_head(h) + adv - adv.mean(dim=-1, keepdim=True)
 
     policy = forward
 

@@ -125,9 +125,11 @@ class ReplayBuffer:
         """Arrays for a checkpoint: ``data/<field>`` (filled rows only), ``insert_pos``, ``size``.
 
         Rows fill from 0 upwards until the ring is full, so rows [0, size) are
-        exactly the filled part whether or not the buffer has wrapped.
+        exactly the filled part whether or not the buffer has wrapped. The
+        rows are views, not copies (a memory of a million frames is not
+        duplicated to be written): valid until the next :meth:`add`.
         """
-        d = {_DATA + k: arr[:self._size].copy() for k, arr in self._storage.items()}
+        d = {_DATA + k: arr[:self._size] for k, arr in self._storage.items()}
         d["insert_pos"] = np.array(self._insert_pos, dtype=np.int64)
         d["size"] = np.array(self._size, dtype=np.int64)
         return d

@@ -499,3 +499,16 @@ def test_shutdown(world):
     else:
         send_shutdown(world, 0)
     world.barrier()
+
+
+@pytest.mark.mpi
+def test_split_gives_a_sub_world_with_nonblocking_collectives(world):
+    color = world.rank % 2
+    sub = world.split(color)
+    same = [r for r in range(world.size) if r % 2 == color]
+    assert sub.size == len(same) and sub.rank == same.index(world.rank)
+    buf = np.ones(3, np.float32) * (world.rank + 1)
+    sub.allreduce(buf)
+    np.testing.assert_array_equal(buf, np.full(3, sum(r + 1 for r in same), np.float32))
+    assert sub.is_learner == (sub.rank == 0) and sub.actor_ranks == list(range(1, sub.size))
+    sub.comm.Free()

@@ -15,8 +15,8 @@ the last): a mismatch raises, which aborts the job.
 from __future__ import annotations
 
 import math
-from collections import deque
 
+from mpirl.algos._loop import WINDOW, ReturnWindow, should_stop
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.config import network_config
 from mpirl.algos.a2c.learner import ActorCriticLearner, param_fingerprint, replicas_agree
@@ -52,14 +52,13 @@ def train(ctx) -> dict:
     learner.updates = counters["updates"]
     actor = UnrollActor(envs, net.policy, a.t_max, ctx.rng, net.dist)
     # Per-rank windows summing to about the last 100 episodes of all ranks.
-    window = deque(ctx.restored_extra.get("returns", []), maxlen=math.ceil(100 / size))
-    threshold = cfg.stop.episode_return_mean
+    window = ReturnWindow(ctx.restored_extra.get("returns", []), maxlen=math.ceil(WINDOW / size))
     while True:
         out = actor.unroll()
         ctx.mark_first_step()
         window.extend(out["episode_returns"])
         loss, parts = learner.loss(out)
-        reduce.tail[:] = (out["steps"], len(out["episode_returns"]), sum(window), len(window), ctx.checkpoint_due(),
+        reduce.tail[:] = (out["steps"], len(out["episode_returns"]), window.sum(), len(window), ctx.checkpoint_due(),
                           ctx.stop_requested(), parts["pg_loss"], parts["value_loss"], parts["entropy"], reduce.mpi_s,
                           *param_fingerprint(learner.flat))
         stats = learner.step(loss)
@@ -68,16 +67,15 @@ def train(ctx) -> dict:
         counters["episodes"] += int(got["episodes"])
         counters["updates"] = learner.updates
         ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
-        reached = threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold
-        reached = reached and ctx.stop_confirmed(learner.state_dict, counters["episodes"])
-        done = counters["env_steps"] >= cfg.total_env_steps or reached or got["stop"] > 0
+        done = should_stop(ctx, counters, got["return_count"], ret_mean, learner.state_dict, collective=True,
+                           stop_vote=got["stop"] > 0)
         wall = ctx.wall_time()
         ctx.log(dict(counters, episode_return_mean=ret_mean, **stats,
                      **{k: got[k] / size for k in ("pg_loss", "value_loss", "entropy")},
                      mpi_time_frac=got["mpi_s"] / size / max(wall, 1e-9), replicas_checked=learner.updates),
                 force=done)
         if got["checkpoint"] or done:
-            ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)})
+            ctx.save_checkpoint(learner.state_dict(), counters, {"returns": window.state()})
         if done:
             break
     # The last update's result: one more (small) fingerprint check, so every update was verified.

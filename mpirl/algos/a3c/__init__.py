@@ -9,6 +9,8 @@ __all__ = ["Config", "MIN_RANKS", "SUPPORTS", "check_env", "greedy_policy", "sta
 MIN_RANKS = 2
 #: Honours stop.greedy_episodes (RunContext.stop_confirmed).
 GREEDY_STOP = True
+#: On --resume only rank 0 receives the checkpoint's arrays: the actors get the weights it publishes.
+RESUME_STATE = "learner"
 
 
 def train(ctx):

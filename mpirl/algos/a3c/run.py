@@ -26,20 +26,22 @@ writes the final checkpoint.
 from __future__ import annotations
 
 import time
-from collections import deque
 
 import numpy as np
 
+from mpirl.algos._loop import ReturnWindow, absorb, should_stop
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.config import network_config
 from mpirl.algos.a2c.learner import ActorCriticLearner
 from mpirl.comm.buffers import MessageSpec
 from mpirl.comm.control import ActorControl, StateReports
 from mpirl.comm.p2p import Receiver, Sender, deliver_all
+from mpirl.comm.tags import TAGS
 from mpirl.networks import make_networks
 from mpirl.rollout import UnrollActor, resumed_sampling, rng_doc
 
-TAG_GRAD, TAG_PARAMS, TAG_REPORT = 31, 32, 33  # TAG_REPORT: the workers' RNG reports and goodbyes
+# TAG_REPORT: the workers' RNG reports and goodbyes.
+TAG_GRAD, TAG_PARAMS, TAG_REPORT = TAGS["a3c.grad"], TAGS["a3c.params"], TAGS["a3c.report"]
 STATS = ("pg_loss", "value_loss", "entropy", "mpi_s", "wall_s")
 
 
@@ -79,7 +81,7 @@ def _work(ctx, learner, actor, gspec, pspec) -> None:
     world = ctx.world
     tx = Sender(world, gspec, TAG_GRAD, slots=1)
     ctl = ActorControl(world, lambda: rng_doc(ctx, actor), TAG_REPORT)
-    rx = Receiver(world, pspec, TAG_PARAMS, [0])
+    rx = Receiver(world, pspec, TAG_PARAMS, [world.learner])
     _, reply = rx.recv()
     # Time in MPI counts from the first parameters on: the wait for them is start-up (rank 0 still
     # importing under load), and counting it against a clock that starts later gave fractions above 1.
@@ -99,7 +101,7 @@ def _work(ctx, learner, actor, gspec, pspec) -> None:
         msg["grad"], msg["version"], msg["steps"], msg["episodes"] = learner.grad, version, out["steps"], len(rets)
         msg["episode_returns"][: len(rets)] = rets
         msg["stats"] = (parts["pg_loss"], parts["value_loss"], parts["entropy"], mpi_s, time.perf_counter() - start)
-        tx.send(slot, 0)
+        tx.send(slot, world.learner)
         _, reply = rx.recv()
         mpi_s += time.perf_counter() - t0
     ctl.goodbye(tx)  # carries this worker's final state for the last checkpoint
@@ -107,12 +109,12 @@ def _work(ctx, learner, actor, gspec, pspec) -> None:
 
 
 def _serve(ctx, learner, gspec, pspec) -> dict:
-    cfg, world = ctx.cfg, ctx.world
+    world = ctx.world
     counters = restored_counters(ctx)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
     learner.updates = counters["updates"]
-    window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
+    window = ReturnWindow(ctx.restored_extra.get("returns", []))
     rx = Receiver(world, gspec, TAG_GRAD, world.actor_ranks)
     replies = {r: Sender(world, pspec, TAG_PARAMS, slots=1) for r in world.actor_ranks}
     reports = StateReports(world, TAG_REPORT)  # requests travel in the replies' "report" field
@@ -127,12 +129,11 @@ def _serve(ctx, learner, gspec, pspec) -> dict:
         sender.send(slot, rank)
 
     def save(worker_docs):
-        ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False,
+        ctx.save_checkpoint(learner.state_dict(), counters, {"returns": window.state()}, collective=False,
                             rank_rng_docs=worker_docs)
 
     for r in world.actor_ranks:
         reply(r, False)
-    threshold = cfg.stop.episode_return_mean
     metrics, staleness, done, told = {}, [], False, set()
     while len(told) < world.num_actors:
         got = rx.poll() or rx.recv(timeout_s=0.05)  # nothing arrived: wait without spinning
@@ -142,17 +143,13 @@ def _serve(ctx, learner, gspec, pspec) -> dict:
         if not done:
             staleness.append(learner.updates - int(msg["version"]))
             learner.grad[...] = msg["grad"]
-            counters["env_steps"] += int(msg["steps"])
-            counters["episodes"] += int(msg["episodes"])
-            window.extend(msg["episode_returns"][: int(msg["episodes"])].tolist())
+            absorb(counters, window, msg)
             metrics = learner.apply_gradient(counters["env_steps"])
             counters["updates"] = learner.updates
             worker_stats[rank] = dict(zip(STATS, msg["stats"].tolist()))
-            ret_mean = float(np.mean(window)) if window else float("nan")
-            reached = threshold is not None and len(window) == 100 and ret_mean >= threshold
-            reached = reached and ctx.stop_confirmed(learner.state_dict, counters["episodes"], collective=False)
-            done = counters["env_steps"] >= cfg.total_env_steps or reached or ctx.stop_requested()
-            row = dict(counters, episode_return_mean=ret_mean, **metrics,
+            done = should_stop(ctx, counters, len(window), window.mean, learner.state_dict, collective=False,
+                               stop_vote=ctx.stop_requested())
+            row = dict(counters, episode_return_mean=window.mean, **metrics,
                        **{k: float(np.mean([s[k] for s in worker_stats.values()]))
                           for k in ("pg_loss", "value_loss", "entropy")},
                        mpi_time_frac=float(np.mean([s["mpi_s"] / max(s["wall_s"], 1e-9)

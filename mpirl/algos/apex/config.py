@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mpirl.algos.dqn.config import QConfig
-from mpirl.config import opt
+from mpirl.options import opt
 
 
 @dataclass
@@ -30,3 +30,13 @@ class ApexConfig(QConfig):
     weights_publish_period: int = opt(10, "Learner updates between two weight publications to the actors.", min=1)
     send_slots: int = opt(4, "Preallocated send buffers per actor (messages in flight before an actor waits).",
                           min=1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        from mpirl.errors import ConfigError
+
+        if self.rate_error_buffer < self.batch_size / 2:
+            # Below that, a state exists where the limiter allows neither a batch nor an insert.
+            raise ConfigError(f"key 'apex.rate_error_buffer' ({self.rate_error_buffer:g}) must be at least "
+                              f"batch_size / 2 ({self.batch_size / 2:g}): with less slack, neither sampling a batch "
+                              f"nor inserting keeps the learner within it")

@@ -16,10 +16,9 @@ flushed its sends and said goodbye, then cancels its posted receives.
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
+from mpirl.algos._loop import ReturnWindow, WeightPublisher, absorb, act_asynchronously, should_stop
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos._schedules import apex_epsilon, linear_beta, warmup_epsilon
 from mpirl.algos.dqn.config import network_config
@@ -28,6 +27,7 @@ from mpirl.algos.dqn.messages import fill_trajectory, replay_spec, trajectory_sp
 from mpirl.comm.buffers import MessageSpec
 from mpirl.comm.control import ActorControl, StateReports
 from mpirl.comm.p2p import Receiver, Sender
+from mpirl.comm.tags import TAGS
 from mpirl.networks import make_networks
 from mpirl.params import flat_parameters
 from mpirl.replay import PrioritizedReplay
@@ -35,7 +35,7 @@ from mpirl.rollout import NStepActor
 from mpirl.seeding import capture_env_rng, rank_rng_doc, restore_env_rng
 
 # TAG_CTRL: rank 0's report requests and stop; TAG_BYE: the actors' reports and goodbyes (mpirl.comm.control).
-TAG_DATA, TAG_WEIGHTS, TAG_BYE, TAG_CTRL = 11, 12, 13, 14
+TAG_DATA, TAG_WEIGHTS, TAG_BYE, TAG_CTRL = (TAGS[f"apex.{k}"] for k in ("data", "weights", "bye", "ctrl"))
 
 
 def actor_epsilon(a, i: int, n: int) -> float:
@@ -87,39 +87,26 @@ def train(ctx) -> dict:
 
 def _act(ctx, actor, flat, traj_spec, weights_spec) -> None:
     a, world = ctx.agent, ctx.world
-    eps = actor_epsilon(a, world.rank - 1, world.num_actors)
+    eps = actor_epsilon(a, world.layout.actor_index(world.rank), world.num_actors)
     # A resumed run has finished its warm-up: this actor's own count from its checkpointed state, or
     # (a checkpoint without it) the share of the steps it took.
-    own_steps = int(ctx.restored_extra.get("own_steps", restored_counters(ctx)["env_steps"] // world.num_actors))
+    own = {"steps": int(ctx.restored_extra.get("own_steps", restored_counters(ctx)["env_steps"] // world.num_actors))}
     # What this actor reports for a checkpoint: its generator (acting), environment RNGs, warm-up position.
     ctl = ActorControl(world, lambda: rank_rng_doc(ctx.rng, {"env_rng": capture_env_rng(actor.envs),
-                                                             "own_steps": own_steps}), TAG_BYE, TAG_CTRL)
+                                                             "own_steps": own["steps"]}), TAG_BYE, TAG_CTRL)
     tx = Sender(world, traj_spec, TAG_DATA, slots=a.send_slots, synchronous=True)
-    weights = Receiver(world, weights_spec, TAG_WEIGHTS, [0])
-    _, first = weights.recv()
-    flat[...] = first["params"]
-    stop = False
-    while not stop:
-        got = weights.poll()
-        while got is not None:  # drain to the newest publication
-            flat[...] = got[1]["params"]
-            got = weights.poll()
-        out = actor.collect(warmup_epsilon(eps, own_steps, a.epsilon_warmup_steps))
-        own_steps += out["steps"]
-        ctx.mark_first_step()
-        slot = None
-        while slot is None and not stop:  # a full send pool means the learner is behind: wait, not spin
-            slot = tx.acquire(timeout_s=0.05)
-            stop = ctl.poll()  # answers report requests; True (for good) once rank 0 said stop
-        if slot is None:
-            break
-        msg = tx.buffer(slot)
+    weights = Receiver(world, weights_spec, TAG_WEIGHTS, [world.learner])
+
+    def produce(version):
+        out = actor.collect(warmup_epsilon(eps, own["steps"], a.epsilon_warmup_steps))
+        own["steps"] += out["steps"]
+        return out
+
+    def fill(msg, out, version):
         fill_trajectory(msg, out)
         msg["priority"] = actor.priorities(out)
-        tx.send(slot, 0)
-        stop = ctl.poll()
-    ctl.goodbye(tx)  # carries this actor's final state for the last checkpoint
-    weights.close()
+
+    act_asynchronously(ctx, flat, weights, tx, ctl, produce, fill)
 
 
 def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
@@ -128,9 +115,9 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
         learner.updates = counters["updates"]
-    window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
+    window = ReturnWindow(ctx.restored_extra.get("returns", []))
     rx = Receiver(world, traj_spec, TAG_DATA, world.actor_ranks)
-    pubs = {r: Sender(world, weights_spec, TAG_WEIGHTS, slots=1) for r in world.actor_ranks}
+    pubs = WeightPublisher(world, weights_spec, TAG_WEIGHTS)
     reports = StateReports(world, TAG_BYE, TAG_CTRL)
     limiter = RateLimiter(a.samples_per_insert, a.rate_error_buffer, max(a.learning_starts, a.batch_size))
     limiter.inserted = len(learner.replay)
@@ -140,15 +127,8 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
 
     def save(actor_docs):
         ctx.save_checkpoint(learner.state_dict(cfg.checkpoint.replay), counters,
-                            {"returns": list(window), "limiter": [limiter.inserted, limiter.sampled]},
+                            {"returns": window.state(), "limiter": [limiter.inserted, limiter.sampled]},
                             collective=False, rank_rng_docs=actor_docs)
-
-    def publish():
-        for rank, sender in pubs.items():
-            if sender.free_slot() is not None:  # an actor still reading the last one gets the next
-                msg = sender.buffer(0)
-                msg["params"], msg["version"] = learner.flat, learner.updates
-                sender.send(0, rank)
 
     per_actor = {r: 0 for r in world.actor_ranks}  # env steps each actor contributed (bench: per-actor speed)
 
@@ -157,11 +137,9 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
         rows = transitions(msg)
         learner.replay.add(rows, msg["priority"][msg["valid"].astype(bool)])
         limiter.inserted += len(rows["action"])
-        counters["env_steps"] += int(msg["steps"])
-        counters["episodes"] += int(msg["episodes"])
-        window.extend(msg["episode_returns"][: int(msg["episodes"])].tolist())
+        absorb(counters, window, msg)
 
-    publish()
+    pubs.publish(learner.flat, learner.updates)
     metrics, done = {}, False
     while not done:
         got = rx.poll() if limiter.can_insert() else None
@@ -171,23 +149,19 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
             metrics = learner.update(linear_beta(a.beta_start, a.beta_anneal_updates, learner.updates))
             limiter.sampled += a.batch_size
             if learner.updates % a.weights_publish_period == 0:
-                publish()
-        elif got is None:
+                pubs.publish(learner.flat, learner.updates)
+        elif got is None and limiter.can_insert():  # always true here while rate_error_buffer >= batch_size / 2
             got = rx.recv(timeout_s=0.05)  # nothing to do: wait for data without spinning
             if got is not None:
                 take(*got)
         counters["updates"] = learner.updates
-        ret_mean = float(np.mean(window)) if window else float("nan")
-        threshold = cfg.stop.episode_return_mean
-        reached = threshold is not None and len(window) == 100 and ret_mean >= threshold
-        reached = reached and ctx.stop_confirmed(lambda: learner.state_dict(with_replay=False),
-                                                 counters["episodes"], collective=False)
-        done = counters["env_steps"] >= cfg.total_env_steps or reached or ctx.stop_requested()
+        done = should_stop(ctx, counters, len(window), window.mean, lambda: learner.state_dict(with_replay=False),
+                           collective=False, stop_vote=ctx.stop_requested())
         ctx.log(dict(counters, **{f"env_steps_actor{r}": n for r, n in per_actor.items()},
-                     episode_return_mean=ret_mean, replay_size=len(learner.replay),
+                     episode_return_mean=window.mean, replay_size=len(learner.replay),
                      samples_per_insert=limiter.sampled / max(1, limiter.inserted), **metrics), force=done)
         if not done:  # a checkpoint is written once every actor has sent its state
             reports.step(ctx.checkpoint_due(), save)
 
-    save(reports.shutdown(rx, pubs))  # the goodbyes carry the actors' final states
+    save(reports.shutdown(rx, pubs.senders))  # the goodbyes carry the actors' final states
     return learner.state_dict(with_replay=False)

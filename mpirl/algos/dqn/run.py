@@ -9,10 +9,9 @@ count, runs are deterministic.
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
+from mpirl.algos._loop import ReturnWindow, absorb, should_stop
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos._schedules import linear_epsilon
 from mpirl.algos.dqn.config import network_config
@@ -60,7 +59,7 @@ def train(ctx) -> dict:
         actor = NStepActor(envs, net, a.rollout_steps, a.n_step, a.gamma, ctx.rng)
         recv = None
     weights = MessageSpec({"params": (flat.shape, np.float32), "ctrl": ((len(_CTRL),), np.float64)}).allocate()
-    window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
+    window = ReturnWindow(ctx.restored_extra.get("returns", []))
 
     def publish():
         weights["params"] = flat
@@ -80,29 +79,23 @@ def train(ctx) -> dict:
             for r in world.actor_ranks:
                 m = traj.spec.view(recv[r])
                 learner.replay.add(transitions(m))
-                counters["env_steps"] += int(m["steps"])
-                counters["episodes"] += int(m["episodes"])
-                window.extend(m["episode_returns"][: int(m["episodes"])].tolist())
+                absorb(counters, window, m)
             if len(learner.replay) >= max(a.learning_starts, a.batch_size):
                 for _ in range(a.updates_per_round):
                     metrics = learner.update()
             counters["updates"] = learner.updates
-            ret_mean = float(np.mean(window)) if window else float("nan")
-            threshold = cfg.stop.episode_return_mean
-            reached = threshold is not None and len(window) == 100 and ret_mean >= threshold
-            reached = reached and ctx.stop_confirmed(lambda: learner.state_dict(with_replay=False),
-                                                     counters["episodes"], collective=False)
-            done = counters["env_steps"] >= cfg.total_env_steps or reached or ctx.stop_requested()
+            done = should_stop(ctx, counters, len(window), window.mean, lambda: learner.state_dict(with_replay=False),
+                               collective=False, stop_vote=ctx.stop_requested())
             weights["ctrl"] = (done, ctx.checkpoint_due(), counters["env_steps"], counters["updates"],
                                counters["episodes"])
-            ctx.log(dict(counters, episode_return_mean=ret_mean, epsilon=epsilon(a, counters["env_steps"]),
+            ctx.log(dict(counters, episode_return_mean=window.mean, epsilon=epsilon(a, counters["env_steps"]),
                          replay_size=len(learner.replay), **metrics), force=done)
         ctrl = publish()
         counters.update({k: int(ctrl[k]) for k in ("env_steps", "updates", "episodes")})
         if ctrl["checkpoint"] or ctrl["done"]:
             state = learner.state_dict(cfg.checkpoint.replay) if world.is_learner else {}
             env_rng = [] if world.is_learner else capture_env_rng(envs)
-            ctx.save_checkpoint(state, counters, {"returns": list(window), "env_rng": env_rng})
+            ctx.save_checkpoint(state, counters, {"returns": window.state(), "env_rng": env_rng})
         if ctrl["done"]:
             break
     if not world.is_learner:

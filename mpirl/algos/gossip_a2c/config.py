@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mpirl.algos.a2c.config import ActorCriticConfig
-from mpirl.config import opt
+from mpirl.options import opt
 
 
 @dataclass

@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 
 import numpy as np
 
+from mpirl.algos._loop import WINDOW, ReturnWindow, should_stop
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.config import network_config
 from mpirl.algos.a2c.learner import ActorCriticLearner
+from mpirl.comm.tags import TAGS
 from mpirl.functional.gossip import gossip_peer
 from mpirl.networks import make_networks
 from mpirl.rollout import UnrollActor
 
-TAG_GOSSIP = 41
+TAG_GOSSIP = TAGS["gossip.params"]
 CTRL = ("steps", "episodes", "return_sum", "return_count", "checkpoint", "stop", "pg_loss", "value_loss", "entropy",
         "mpi_s")
 
@@ -56,14 +57,14 @@ def train(ctx) -> dict:
         world.bcast(learner.flat)  # consensus at the start
     learner.updates = counters["updates"]
     actor = UnrollActor(envs, net.policy, a.t_max, ctx.rng, net.dist)
-    window = deque(ctx.restored_extra.get("returns", []), maxlen=math.ceil(100 / world.size))
+    window = ReturnWindow(ctx.restored_extra.get("returns", []), maxlen=math.ceil(WINDOW / world.size))
     flat, n, size = learner.flat, learner.flat.size, world.size
     peer_buf = np.empty_like(flat)
     stats = np.zeros(n + len(CTRL), np.float64)
     dist = np.zeros(1, np.float64)
     steps = episodes = 0
     parts_sum = np.zeros(3)
-    mpi_s, threshold = 0.0, cfg.stop.episode_return_mean
+    mpi_s = 0.0
     while True:
         out = actor.unroll()
         ctx.mark_first_step()
@@ -86,7 +87,7 @@ def train(ctx) -> dict:
         if k % a.stats_every:
             continue
         stats[:n] = flat
-        stats[n:] = (steps, episodes, sum(window), len(window), ctx.checkpoint_due(), ctx.stop_requested(),
+        stats[n:] = (steps, episodes, window.sum(), len(window), ctx.checkpoint_due(), ctx.stop_requested(),
                      *parts_sum, mpi_s)
         t0 = time.perf_counter()
         world.allreduce(stats)
@@ -100,11 +101,9 @@ def train(ctx) -> dict:
         steps = episodes = 0
         per_update = size * a.stats_every
         ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
-        reached = threshold is not None and got["return_count"] >= 100 and ret_mean >= threshold
         # The network evaluated is the ranks' average: the greedy check (if asked for) looks at that one.
-        reached = reached and ctx.stop_confirmed(lambda: _with_params(learner, stats[:n] / size),
-                                                 counters["episodes"])
-        done = counters["env_steps"] >= cfg.total_env_steps or reached or got["stop"] > 0
+        done = should_stop(ctx, counters, got["return_count"], ret_mean, lambda: _with_params(learner, stats[:n] / size),
+                           collective=True, stop_vote=got["stop"] > 0)
         ctx.log(dict(counters, episode_return_mean=ret_mean, **metrics, consensus_distance=dist[0] / size,
                      pg_loss=got["pg_loss"] / per_update, value_loss=got["value_loss"] / per_update,
                      entropy=got["entropy"] / per_update,
@@ -112,7 +111,7 @@ def train(ctx) -> dict:
         parts_sum[:] = 0.0
         if got["checkpoint"] or done:
             mean_state = _with_params(learner, stats[:n] / size)
-            ctx.save_checkpoint(mean_state, counters, {"returns": list(window)}, rank_arrays=learner.state_dict())
+            ctx.save_checkpoint(mean_state, counters, {"returns": window.state()}, rank_arrays=learner.state_dict())
         if done:
             break
     envs.close()

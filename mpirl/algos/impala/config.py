@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mpirl.config import opt
+from mpirl.options import opt
 
 
 @dataclass

@@ -22,22 +22,22 @@ checkpoint.
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
+from mpirl.algos._loop import ReturnWindow, WeightPublisher, absorb, act_asynchronously, should_stop
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.impala.config import network_config
 from mpirl.algos.impala.learner import ImpalaLearner
 from mpirl.algos.impala.messages import UnrollBatch, fill_unroll, unroll_spec, weights_spec
 from mpirl.comm.control import ActorControl, StateReports
 from mpirl.comm.p2p import Receiver, Sender
+from mpirl.comm.tags import TAGS
 from mpirl.networks import make_networks
 from mpirl.params import flat_parameters
 from mpirl.rollout import UnrollActor, resumed_sampling, rng_doc
 
 # TAG_CTRL: rank 0's report requests and stop; TAG_BYE: the actors' reports and goodbyes (mpirl.comm.control).
-TAG_UNROLL, TAG_WEIGHTS, TAG_BYE, TAG_CTRL = 21, 22, 23, 24
+TAG_UNROLL, TAG_WEIGHTS, TAG_BYE, TAG_CTRL = (TAGS[f"impala.{k}"] for k in ("unroll", "weights", "bye", "ctrl"))
 
 
 def train(ctx) -> dict:
@@ -64,82 +64,46 @@ def _act(ctx, actor, flat, spec) -> None:
     # Synchronous sends: a full pool then really means the learner has not taken them (back-pressure).
     tx = Sender(world, spec, TAG_UNROLL, slots=a.send_slots, synchronous=True)
     ctl = ActorControl(world, lambda: rng_doc(ctx, actor), TAG_BYE, TAG_CTRL)
-    weights = Receiver(world, weights_spec(flat.size), TAG_WEIGHTS, [0])
-    _, first = weights.recv()
-    flat[...] = first["params"]
-    version = int(first["version"])
-    stop = False
-    while not stop:
-        got = weights.poll()
-        while got is not None:  # drain to the newest publication
-            flat[...] = got[1]["params"]
-            version = int(got[1]["version"])
-            got = weights.poll()
-        out = actor.unroll()
-        ctx.mark_first_step()
-        slot = tx.free_slot()
-        while slot is None and not stop:  # the whole pool in flight: the learner is behind, wait without spinning
-            slot = tx.acquire(timeout_s=0.05)
-            stop = ctl.poll()  # answers report requests; True (for good) once rank 0 said stop
-        if slot is None:
-            break
-        fill_unroll(tx.buffer(slot), out, version)
-        tx.send(slot, 0)
-        stop = ctl.poll()
-    ctl.goodbye(tx)  # carries this actor's final state for the last checkpoint
-    weights.close()
+    weights = Receiver(world, weights_spec(flat.size), TAG_WEIGHTS, [world.learner])
+    act_asynchronously(ctx, flat, weights, tx, ctl, lambda version: actor.unroll(), fill_unroll)
 
 
 def _learn(ctx, learner, spec) -> dict:
-    a, cfg, world = ctx.agent, ctx.cfg, ctx.world
+    a, world = ctx.agent, ctx.world
     counters = restored_counters(ctx)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
     learner.updates = counters["updates"]
-    window = deque(ctx.restored_extra.get("returns", []), maxlen=100)
+    window = ReturnWindow(ctx.restored_extra.get("returns", []))
     rx = Receiver(world, spec, TAG_UNROLL, world.actor_ranks)
-    wspec = weights_spec(learner.weights().size)
-    pubs = {r: Sender(world, wspec, TAG_WEIGHTS, slots=1) for r in world.actor_ranks}
+    pubs = WeightPublisher(world, weights_spec(learner.weights().size), TAG_WEIGHTS)
     batch = UnrollBatch(spec, a.batch_size)
     reports = StateReports(world, TAG_BYE, TAG_CTRL)
 
     def save(actor_docs):
-        ctx.save_checkpoint(learner.state_dict(), counters, {"returns": list(window)}, collective=False,
+        ctx.save_checkpoint(learner.state_dict(), counters, {"returns": window.state()}, collective=False,
                             rank_rng_docs=actor_docs)
 
-    def publish():
-        params = learner.weights()
-        for rank, sender in pubs.items():
-            if sender.free_slot() is not None:  # an actor still reading the last one gets the next
-                msg = sender.buffer(0)
-                msg["params"], msg["version"] = params, learner.updates
-                sender.send(0, rank)
-
     per_actor = {r: 0 for r in world.actor_ranks}  # env steps each actor delivered (bench: per-actor speed)
-    publish()
+    pubs.publish(learner.weights(), learner.updates)
     metrics, lags, done = {}, [], False
     while not done:
         got = rx.poll() or rx.recv(timeout_s=0.05)  # no unroll ready: wait for one without spinning
         if got is not None:
             source, msg = got
             per_actor[source] += int(msg["steps"])
-            counters["env_steps"] += int(msg["steps"])
-            counters["episodes"] += int(msg["episodes"])
-            window.extend(msg["episode_returns"][: int(msg["episodes"])].tolist())
+            absorb(counters, window, msg)
             if batch.add(msg):
                 lags.extend((learner.updates - batch.versions).tolist())
                 metrics = learner.update(batch.arrays, counters["env_steps"])
                 batch.clear()
                 if learner.updates % a.weights_publish_period == 0:
-                    publish()
+                    pubs.publish(learner.weights(), learner.updates)
         counters["updates"] = learner.updates
-        ret_mean = float(np.mean(window)) if window else float("nan")
-        threshold = cfg.stop.episode_return_mean
-        reached = threshold is not None and len(window) == 100 and ret_mean >= threshold
-        reached = reached and ctx.stop_confirmed(learner.state_dict, counters["episodes"], collective=False)
-        done = counters["env_steps"] >= cfg.total_env_steps or reached or ctx.stop_requested()
+        done = should_stop(ctx, counters, len(window), window.mean, learner.state_dict, collective=False,
+                           stop_vote=ctx.stop_requested())
         row = dict(counters, **{f"env_steps_actor{r}": n for r, n in per_actor.items()},
-                   episode_return_mean=ret_mean, **metrics)
+                   episode_return_mean=window.mean, **metrics)
         if lags:
             row["policy_lag"] = float(np.mean(lags))
         if ctx.log(row, force=done):
@@ -147,5 +111,5 @@ def _learn(ctx, learner, spec) -> dict:
         if not done:  # a checkpoint is written once every actor has sent its state
             reports.step(ctx.checkpoint_due(), save)
 
-    save(reports.shutdown(rx, pubs))  # the goodbyes carry the actors' final states
+    save(reports.shutdown(rx, pubs.senders))  # the goodbyes carry the actors' final states
     return learner.state_dict()
