@@ -35,6 +35,9 @@ def train(ctx) -> dict:
     seed_torch(ctx)
     counters = restored_counters(ctx)
     envs, spec = rank_envs(ctx)
+    # A first network is drawn from the seed and dropped: A2C once built one only to count its parameters,
+    # and every recorded run of the A2C jobs (docs/benchmarks.md) starts from the second draw.
+    make_networks(spec, network_config(a))
     net = make_networks(spec, network_config(a))
     size = world.size
 
