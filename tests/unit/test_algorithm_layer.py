@@ -11,9 +11,9 @@ from mpirl.algos._loop import WINDOW, ReturnWindow, stop_reached
 from mpirl.algos.impala.messages import unroll_spec
 from mpirl.learner import AllreduceMean, Learner
 from mpirl.networks import Categorical, NetworkConfig, make_networks
-from mpirl.params import FlatParams, flat_parameters
+from mpirl.params import FlatParams
 from mpirl.rollout import Autoreset, UnrollActor
-from mpirl.specs import BoxSpec, DiscreteSpec, EnvSpec, spec_from_spaces
+from mpirl.specs import BoxSpec, DiscreteSpec, spec_from_spaces
 
 
 class Frames(gym.Env):
