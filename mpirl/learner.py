@@ -142,3 +142,18 @@ class Learner:
         """Restore what :meth:`state_dict` saved (the flat views stay intact)."""
         load_module_arrays(prefix, self.net, arrays)
         load_optimizer_arrays("optim", self.opt, arrays)
+
+
+class UsesLearner:
+    """Mixin of the algorithms' learners built around a :class:`Learner` (``self.learner``)."""
+
+    learner: Learner
+
+    @property
+    def updates(self) -> int:
+        """Optimizer steps taken (skipped non-finite ones excluded)."""
+        return self.learner.updates
+
+    @updates.setter
+    def updates(self, n: int) -> None:
+        self.learner.updates = n

@@ -15,12 +15,12 @@ import torch
 
 from mpirl.algos._schedules import lr_at
 from mpirl.functional.a2c import a2c_loss
-from mpirl.learner import Learner
+from mpirl.learner import Learner, UsesLearner
 
 __all__ = ["ActorCriticLearner", "lr_at", "param_fingerprint", "replicas_agree"]
 
 
-class ActorCriticLearner:
+class ActorCriticLearner(UsesLearner):
     """A policy-value network ``net``, its flat parameter and gradient vectors, and an RMSprop or Adam optimizer.
 
     ``grad_reduce``: the reduction hook applied between backward and the step
@@ -39,14 +39,6 @@ class ActorCriticLearner:
         self.flat, self.grad = self.learner.flat, self.learner.grad
         self.guard = self.learner.guard
 
-    @property
-    def updates(self) -> int:
-        """Optimizer steps taken (skipped non-finite ones excluded)."""
-        return self.learner.updates
-
-    @updates.setter
-    def updates(self, n: int) -> None:
-        self.learner.updates = n
 
     def loss(self, unroll: dict) -> tuple[torch.Tensor, dict]:
         """The A2C loss of one unroll (``[T+1, B]`` observations) and its parts as floats."""

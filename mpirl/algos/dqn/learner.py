@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from mpirl.functional import double_q_targets, dqn_loss
-from mpirl.learner import Learner
+from mpirl.learner import Learner, UsesLearner
 from mpirl.torch_state import load_module_arrays, module_arrays
 
 
-class DQNLearner:
+class DQNLearner(UsesLearner):
     """n-step double DQN updates of the Q-network ``net`` from a (uniform or prioritized) replay memory.
 
     ``max_nonfinite``: see :class:`~mpirl.algos._nonfinite.NonFiniteGuard`.
@@ -35,14 +35,6 @@ class DQNLearner:
         """The online network's parameters as one float32 vector (a live view)."""
         return self.learner.flat
 
-    @property
-    def updates(self) -> int:
-        """Optimizer steps taken (skipped non-finite ones excluded); drives the target copies."""
-        return self.learner.updates
-
-    @updates.setter
-    def updates(self, n: int) -> None:
-        self.learner.updates = n
 
     def update(self, beta: float = 0.4) -> dict:
         """One gradient step on a sampled batch; returns scalar metrics."""

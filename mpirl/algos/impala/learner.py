@@ -11,10 +11,10 @@ import torch
 
 from mpirl.algos._schedules import linear_lr
 from mpirl.functional import impala_loss
-from mpirl.learner import Learner
+from mpirl.learner import Learner, UsesLearner
 
 
-class ImpalaLearner:
+class ImpalaLearner(UsesLearner):
     """V-trace actor-critic updates of ``net`` (a policy-value network) on ``[T+1, N]`` unroll batches.
 
     ``max_nonfinite``: see :class:`~mpirl.algos._nonfinite.NonFiniteGuard`.
@@ -27,14 +27,6 @@ class ImpalaLearner:
                                rmsprop_alpha=a.rmsprop_alpha, rmsprop_eps=a.rmsprop_eps)
         self.net, self.device, self.dist = self.learner.net, self.learner.device, net.dist
 
-    @property
-    def updates(self) -> int:
-        """Optimizer steps taken (skipped non-finite ones excluded)."""
-        return self.learner.updates
-
-    @updates.setter
-    def updates(self, n: int) -> None:
-        self.learner.updates = n
 
     def weights(self) -> np.ndarray:
         """The network's parameters as one flat float32 vector (a live view on CPU)."""
