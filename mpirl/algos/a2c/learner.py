@@ -39,7 +39,6 @@ class ActorCriticLearner(UsesLearner):
         self.flat, self.grad = self.learner.flat, self.learner.grad
         self.guard = self.learner.guard
 
-
     def loss(self, unroll: dict) -> tuple[torch.Tensor, dict]:
         """The A2C loss of one unroll (``[T+1, B]`` observations) and its parts as floats."""
         a = self.a

@@ -35,7 +35,6 @@ class DQNLearner(UsesLearner):
         """The online network's parameters as one float32 vector (a live view)."""
         return self.learner.flat
 
-
     def update(self, beta: float = 0.4) -> dict:
         """One gradient step on a sampled batch; returns scalar metrics."""
         if self.prioritized:

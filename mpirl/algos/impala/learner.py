@@ -27,7 +27,6 @@ class ImpalaLearner(UsesLearner):
                                rmsprop_alpha=a.rmsprop_alpha, rmsprop_eps=a.rmsprop_eps)
         self.net, self.device, self.dist = self.learner.net, self.learner.device, net.dist
 
-
     def weights(self) -> np.ndarray:
         """The network's parameters as one flat float32 vector (a live view on CPU)."""
         return self.learner.weights()
