@@ -62,7 +62,7 @@ class PolicyValueNet(nn.Module):
 
     def __init__(self, make_encoder, dist, obs_ndim: int):
         super().__init__()
-        self.dist = dist
+        self.dist, self.obs_ndim = dist, obs_ndim
         # make_encoder() is called once per tower, the policy's first: the layers are created (and drawn
         # from the seed) in the order encoder, head, encoder, head.
         self.actor = tower(make_encoder(), dist.num_params, obs_ndim)
@@ -80,6 +80,11 @@ class PolicyValueNet(nn.Module):
         return self.critic(obs).squeeze(-1)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if obs.ndim > self.obs_ndim + 1:
+            # An unroll [T+1, B, ...]: one 2-D batch through the towers (a 3-D Linear's backward is slower).
+            lead, flat = _split(obs, self.obs_ndim)
+            params, values = self.actor(flat), self.critic(flat)
+            return params.reshape(*lead, -1), values.reshape(lead)
         return self.actor(obs), self.critic(obs).squeeze(-1)
 
     def greedy(self, obs: torch.Tensor) -> torch.Tensor:
