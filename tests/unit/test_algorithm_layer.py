@@ -139,3 +139,18 @@ def test_autoreset_bookkeeping():
     two = ar.step(np.array([3.0, 9.0]), np.array([False, False]), np.array([True, False]), finished)
     assert two[0].tolist() == [False, True] and two[1].tolist() == [3.0, 0.0] and two[4] == 1
     assert finished == [2.0, 4.0]  # copy 0's episode: 1 + 3, truncated
+
+
+def test_the_contract_takes_frames_and_refuses_box_actions_naming_env_id():
+    from mpirl.algos import impala
+    from mpirl.algos.impala.config import ImpalaConfig
+    from mpirl.errors import ConfigError
+
+    cfg = SimpleNamespace(algo="impala", agent=ImpalaConfig(hidden=[8]), env=SimpleNamespace(id="Frames-v0"))
+    shapes = impala.state_shapes(cfg, Frames())  # a uint8 image: flattened by the MLP encoder, as before
+    assert shapes["net/actor.0.weight"] == (8, 60) and shapes["net/actor.2.weight"] == (3, 8)
+    box = Frames()
+    box.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    with pytest.raises(ConfigError, match="Discrete action space.*env.id") as e:
+        impala.check_env(cfg, box)
+    assert e.value.key == "env.id"
