@@ -4,9 +4,10 @@ One contiguous float32 vector per model is what every collective and
 point-to-point message moves (as cleanRL and Spinning Up do it): a Bcast or
 Allreduce into the vector updates the model in place. On a CUDA device the
 vector lives there and :class:`FlatParams` keeps a host copy for MPI.
-A module moved with ``.to(device)`` after it was flattened no longer aliases
-the vector: :meth:`FlatParams.check` says so instead of publishing stale
-weights.
+Move a flattened module with :meth:`FlatParams.to`, which flattens it again on
+the new device; a module moved behind its back (``module.to(device)``) no longer
+aliases the vector, and :meth:`FlatParams.check` says so instead of publishing
+stale weights.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class FlatParams:
     """
 
     def __init__(self, module: torch.nn.Module, buffers: bool = True):
-        self.module = module
+        self.module, self._buffers = module, buffers
         self.tensors = _tensors(module, buffers)
         dtypes = {t.dtype for t in self.tensors}
         if dtypes - {torch.float32}:
@@ -53,6 +54,12 @@ class FlatParams:
         self.vector = torch.zeros(self.size, dtype=torch.float32, device=self.device)
         _alias(self.tensors, self.vector)
         self._host = self.vector.numpy() if self.device.type == "cpu" else np.zeros(self.size, np.float32)
+
+    def to(self, device) -> "FlatParams":
+        """Move the module to ``device`` and flatten it there again (the views stay correct after the move)."""
+        self.module.to(device)
+        self.__init__(self.module, self._buffers)
+        return self
 
     def check(self) -> None:
         """Raise if a tensor no longer lives in the vector (the module was moved or reassigned)."""

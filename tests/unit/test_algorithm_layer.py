@@ -86,6 +86,11 @@ def test_flat_params_alias_buffers_and_notice_a_move():
     net[0].weight.data = net[0].weight.data.clone()  # what .to(device) does to every tensor
     with pytest.raises(RuntimeError, match="moved"):
         flat.check()
+    flat.to("cpu")  # flattened again where the module now lives: aliasing restored, values kept
+    flat.check()
+    assert float(net[0].weight.detach()[0, 0]) == 0.5 and flat.host()[0] == 0.5
+    flat.host()[0] = 2.0
+    assert float(net[0].weight.detach()[0, 0]) == 2.0
     with pytest.raises(TypeError):
         FlatParams(torch.nn.Linear(2, 2).double())
 
