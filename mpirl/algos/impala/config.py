@@ -21,8 +21,10 @@ class ImpalaConfig:
     SECTION = "impala"
 
     hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
-    encoder: str = opt("mlp", "Encoder of the observations in each tower (`mlp`: tanh layers of `hidden` sizes), "
-                              "or a user factory `package.module:function` (docs/architecture.md).")
+    encoder: str = opt("mlp", "Encoder of the observations in each tower: `mlp` (tanh layers of `hidden` sizes); for "
+                              "(H, W, C) frames `minatar_cnn`, `nature_cnn` or `impala_resnet` (a dense layer "
+                              "of hidden[-1] units after the convolutions); or a user factory "
+                              "`package.module:function` (docs/architecture.md).")
     distribution: str = opt("categorical", "Action distribution of the policy (`categorical`), or a user class "
                                            "`package.module:Class` (docs/architecture.md).")
     unroll_length: int = opt(20, "Steps per environment copy in one unroll (an actor message holds "
