@@ -2,7 +2,7 @@
 
 ``step(loss)`` is the whole update: zero the gradients, backward, reduce them
 (no reduction, or :class:`AllreduceMean` over a group of learner ranks),
-clip, ask the :class:`~mpirl.algos._nonfinite.NonFiniteGuard`, step. The two
+clip, ask the :class:`~mpirl.nonfinite.NonFiniteGuard`, step. The two
 halves are public for the parameter-server form (A3C): a worker calls
 :meth:`Learner.backward` and ships :attr:`Learner.grad`; the server writes it
 back and calls :meth:`Learner.apply`. A learner does not know about ranks:
@@ -16,8 +16,8 @@ import time
 import numpy as np
 import torch
 
-from mpirl.algos._nonfinite import NonFiniteGuard, total_grad_norm
-from mpirl.algos._optim import make_optimizer
+from mpirl.nonfinite import NonFiniteGuard, total_grad_norm
+from mpirl.optim import make_optimizer
 from mpirl.params import FlatParams, flat_gradients
 from mpirl.torch_state import load_module_arrays, load_optimizer_arrays, module_arrays, optimizer_arrays
 
@@ -58,8 +58,8 @@ class Learner:
     backward and the optimizer step (an :class:`AllreduceMean`, whose buffer
     then holds the gradient); with it, or with ``flat_grads``, the gradients
     live in one float32 vector :attr:`grad` (CPU). ``max_nonfinite``: see
-    :class:`~mpirl.algos._nonfinite.NonFiniteGuard`. ``fused``: see
-    :func:`~mpirl.algos._optim.make_optimizer`.
+    :class:`~mpirl.nonfinite.NonFiniteGuard`. ``fused``: see
+    :func:`~mpirl.optim.make_optimizer`.
     """
 
     def __init__(self, net: torch.nn.Module, *, optimizer: str, lr: float, device: str = "cpu",

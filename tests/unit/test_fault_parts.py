@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.algos._nonfinite import NonFiniteGuard, nan_loss_from, total_grad_norm
+from mpirl.nonfinite import NonFiniteGuard, nan_loss_from, total_grad_norm
 from mpirl.algos.a2c.config import A2CConfig
 from mpirl.algos.a2c.learner import ActorCriticLearner
 from mpirl.algos.dqn.config import DQNConfig

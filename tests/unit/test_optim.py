@@ -1,7 +1,7 @@
 """make_optimizer: the one place the torch learners build their optimizers."""
 import torch
 
-from mpirl.algos._optim import make_optimizer
+from mpirl.optim import make_optimizer
 
 
 def params():

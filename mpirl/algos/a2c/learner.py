@@ -26,7 +26,7 @@ class ActorCriticLearner(UsesLearner):
     ``grad_reduce``: the reduction hook applied between backward and the step
     (:class:`~mpirl.learner.AllreduceMean`, whose buffer holds the gradient
     and the values that travel with it). ``max_nonfinite``: see
-    :class:`~mpirl.algos._nonfinite.NonFiniteGuard`; the gradient of a
+    :class:`~mpirl.nonfinite.NonFiniteGuard`; the gradient of a
     non-finite loss is all NaN, so whichever rank applies it skips it.
     """
 

@@ -18,7 +18,7 @@ from mpirl.torch_state import load_module_arrays, module_arrays
 class DQNLearner(UsesLearner):
     """n-step double DQN updates of the Q-network ``net`` from a (uniform or prioritized) replay memory.
 
-    ``max_nonfinite``: see :class:`~mpirl.algos._nonfinite.NonFiniteGuard`.
+    ``max_nonfinite``: see :class:`~mpirl.nonfinite.NonFiniteGuard`.
     """
 
     def __init__(self, a, net: torch.nn.Module, replay, rng, max_nonfinite: int = 0):

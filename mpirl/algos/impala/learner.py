@@ -17,7 +17,7 @@ from mpirl.learner import Learner, UsesLearner
 class ImpalaLearner(UsesLearner):
     """V-trace actor-critic updates of ``net`` (a policy-value network) on ``[T+1, N]`` unroll batches.
 
-    ``max_nonfinite``: see :class:`~mpirl.algos._nonfinite.NonFiniteGuard`.
+    ``max_nonfinite``: see :class:`~mpirl.nonfinite.NonFiniteGuard`.
     """
 
     def __init__(self, a, net: torch.nn.Module, total_env_steps: int, max_nonfinite: int = 0):
