@@ -11,3 +11,17 @@ def opt(default, help, **bounds):
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def encoder_opt(activation: str, where: str = ""):
+    """The ``encoder`` key of a torch algorithm's section (``where``: e.g. " in each tower")."""
+    return opt("mlp", f"Encoder of the observations{where}: `mlp` ({activation} layers of `hidden` sizes); for "
+                      "(H, W, C) frames `minatar_cnn`, `nature_cnn` or `impala_resnet` (a dense layer of "
+                      "hidden[-1] units after the convolutions); or a user factory `package.module:function` "
+                      "(docs/architecture.md).")
+
+
+def distribution_opt():
+    """The ``distribution`` key of a policy-gradient algorithm's section."""
+    return opt("categorical", "Action distribution of the policy (`categorical`), or a user class "
+                              "`package.module:Class` (docs/architecture.md).")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.options import opt
+from mpirl.options import distribution_opt, encoder_opt, opt
 
 
 @dataclass
@@ -13,12 +13,8 @@ class ActorCriticConfig:
     SECTION = "agent"  # the job-file section, named in errors (each algorithm's own)
 
     hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
-    encoder: str = opt("mlp", "Encoder of the observations in each tower: `mlp` (tanh layers of `hidden` sizes); for "
-                              "(H, W, C) frames `minatar_cnn`, `nature_cnn` or `impala_resnet` (a dense layer "
-                              "of hidden[-1] units after the convolutions); or a user factory "
-                              "`package.module:function` (docs/architecture.md).")
-    distribution: str = opt("categorical", "Action distribution of the policy (`categorical`), or a user class "
-                                           "`package.module:Class` (docs/architecture.md).")
+    encoder: str = encoder_opt("tanh", " in each tower")
+    distribution: str = distribution_opt()
     t_max: int = opt(16, "Steps per environment copy between two gradients (an unroll of t_max x env.num_envs "
                          "steps; the n of the n-step returns).", min=1)
     lr: float = opt(1e-3, "Initial learning rate.", min=0.0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.options import opt
+from mpirl.options import encoder_opt, opt
 
 
 @dataclass
@@ -14,10 +14,7 @@ class QConfig:
 
     hidden: list = opt([128, 128], "Hidden layer sizes of the Q-network MLP.")
     dueling: bool = opt(False, "Dueling head: Q = V + A - mean(A) (Wang et al. 2016).")
-    encoder: str = opt("mlp", "Encoder of the observations: `mlp` (ReLU layers of `hidden` sizes); for (H, W, C) "
-                              "frames `minatar_cnn`, `nature_cnn` or `impala_resnet` (a dense layer of "
-                              "hidden[-1] units after the convolutions); or a user factory "
-                              "`package.module:function` (docs/architecture.md).")
+    encoder: str = encoder_opt("ReLU", "")
     gamma: float = opt(0.99, "Discount factor.", min=0.0, max=1.0)
     n_step: int = opt(3, "Steps of the n-step return.", min=1, max=100)
     lr: float = opt(1e-3, "Learning rate.", min=0.0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mpirl.options import opt
+from mpirl.options import distribution_opt, encoder_opt, opt
 
 
 @dataclass
@@ -21,12 +21,8 @@ class ImpalaConfig:
     SECTION = "impala"
 
     hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
-    encoder: str = opt("mlp", "Encoder of the observations in each tower: `mlp` (tanh layers of `hidden` sizes); for "
-                              "(H, W, C) frames `minatar_cnn`, `nature_cnn` or `impala_resnet` (a dense layer "
-                              "of hidden[-1] units after the convolutions); or a user factory "
-                              "`package.module:function` (docs/architecture.md).")
-    distribution: str = opt("categorical", "Action distribution of the policy (`categorical`), or a user class "
-                                           "`package.module:Class` (docs/architecture.md).")
+    encoder: str = encoder_opt("tanh", " in each tower")
+    distribution: str = distribution_opt()
     unroll_length: int = opt(20, "Steps per environment copy in one unroll (an actor message holds "
                                  "unroll_length x env.num_envs steps).", min=1)
     batch_size: int = opt(2, "Unrolls (actor messages) per learner update, taken first come from any actor.", min=1)
