@@ -56,12 +56,6 @@ class Autoreset:
         return reset, reward, terminated, truncated, int(len(reset) - reset.sum())
 
 
-def _categorical(envs):
-    from mpirl.networks.distributions import Categorical
-
-    return Categorical(env_spec(envs).action)
-
-
 class UnrollActor:
     """Samples actions from the policy in B environment copies; returns T x B unrolls.
 
@@ -76,8 +70,12 @@ class UnrollActor:
 
     def __init__(self, envs, policy, unroll_length: int, rng: np.random.Generator, dist=None):
         self.envs, self.policy, self.rng = envs, policy, rng
-        self.dist = dist if dist is not None else _categorical(envs)
         self.spec = env_spec(envs)
+        if dist is None:
+            from mpirl.networks.distributions import Categorical
+
+            dist = Categorical(self.spec.action)
+        self.dist = dist
         self.T, self.B = unroll_length, envs.num_envs
         T, B = self.T, self.B
         self.out = {

@@ -31,8 +31,13 @@ def spec_of(cfg, env, supports: dict):
 
 
 def check_env(cfg, env, supports: dict, network_config) -> None:
-    """The environment suits the algorithm, and its network can be built (encoder and distribution resolve)."""
-    state_shapes(cfg, env, supports, network_config, "net")
+    """The environment's spaces suit the algorithm.
+
+    Whether its network can be built (encoder and distribution resolve) is
+    :func:`state_shapes`'s to say: validation calls it next, and building the
+    network once is enough.
+    """
+    spec_of(cfg, env, supports)
 
 
 def state_shapes(cfg, env, supports: dict, network_config, prefix: str) -> dict:
@@ -78,7 +83,7 @@ def functions(supports: dict, network_config, prefix: str):
     """``(check_env, state_shapes, greedy_policy)`` of an algorithm package, bound to its declarations."""
 
     def check(cfg, env) -> None:
-        """The environment's spaces suit the algorithm and its network can be built."""
+        """The environment's spaces suit the algorithm."""
         check_env(cfg, env, supports, network_config)
 
     def shapes(cfg, env) -> dict:

@@ -39,7 +39,8 @@ class Categorical:
 
     def entropy(self, params: torch.Tensor) -> torch.Tensor:
         """``H(pi(. | params))`` ``[...]``."""
-        return self.log_prob_and_entropy(params, torch.zeros(params.shape[:-1], dtype=torch.long))[1]
+        log_probs = F.log_softmax(params, dim=-1)
+        return -(log_probs.exp() * log_probs).sum(-1)
 
     def mode(self, params: torch.Tensor) -> torch.Tensor:
         """The most probable action (the greedy policy)."""
