@@ -20,8 +20,9 @@ $(VENV)/.installed: $(BIN)/python setup.py constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[mpich,bench,tensorboard]"
 	touch $@
 
+# The tests also run the pixel workloads (MinAtar, Atari).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e ".[mpich,bench,tensorboard,test]"
+	$(PIP) install -q -c constraints.txt -e ".[mpich,bench,tensorboard,test,minatar,atari]"
 	touch $@
 
 install: $(VENV)/.installed

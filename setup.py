@@ -21,6 +21,10 @@ setup(
         # The MPI runtime from PyPI for workstations; on a cluster mpi4py uses the site MPI.
         "mpich": ["mpich"],
         "bench": ["matplotlib>=3.5"],
+        # Pixel workloads: MinAtar (10x10 frames, numpy) and Atari through ale-py (it ships the ROMs; gymnasium's
+        # AtariPreprocessing resizes with OpenCV).
+        "minatar": ["minatar>=1.0.15"],
+        "atari": ["ale-py>=0.9", "opencv-python-headless>=4.5"],
         # The viewer for the run directory's tb/ event files (mpirl writes them without it).
         "tensorboard": ["tensorboard>=2.10"],
         "test": ["pytest>=7", "pytest-mpi>=0.6", "hypothesis>=6", "tensorboard>=2.10", "matplotlib>=3.5"],

@@ -77,15 +77,46 @@ def library_versions() -> dict:
     return out
 
 
+# Datasets above this size are written and hashed in slabs along their first axis: a replay memory of
+# millions of frames (7 GB) is then never copied whole (once to read it back, once more by tobytes).
+_SLAB_BYTES = 64 << 20
+
+
+def _slabs(shape, itemsize: int):
+    """``(start, stop)`` ranges of the first axis, each about _SLAB_BYTES."""
+    row = max(1, int(np.prod(shape[1:], dtype=np.int64)) * itemsize)
+    step = max(1, _SLAB_BYTES // row)
+    return [(i, min(i + step, shape[0])) for i in range(0, shape[0], step)]
+
+
+def _hash_dataset(h, name: str, ds) -> None:
+    if ds.ndim == 0 or ds.size * ds.dtype.itemsize <= _SLAB_BYTES:
+        data = np.ascontiguousarray(ds[()])  # (a scalar becomes shape (1,): part of the format)
+        h.update(f"{name}|{data.dtype.str}|{data.shape}|".encode())
+        h.update(data.tobytes())
+        return
+    # The same bytes in the same order as the whole-array form above, so checksums do not change.
+    h.update(f"{name}|{ds[0:1].dtype.str}|{tuple(ds.shape)}|".encode())
+    for i, j in _slabs(ds.shape, ds.dtype.itemsize):
+        h.update(np.ascontiguousarray(ds[i:j]).data)
+
+
+def _write_dataset(f, name: str, arr) -> None:
+    arr = np.asarray(arr)
+    if arr.ndim == 0 or arr.nbytes <= _SLAB_BYTES:
+        f.create_dataset(name, data=arr)
+        return
+    ds = f.create_dataset(name, shape=arr.shape, dtype=arr.dtype)
+    for i, j in _slabs(arr.shape, arr.dtype.itemsize):
+        ds[i:j] = arr[i:j]
+
+
 def _checksum(f) -> str:
     h = hashlib.sha256()
     names = []
     f.visit(lambda name: names.append(name) if hasattr(f[name], "dtype") else None)
     for name in sorted(names):
-        ds = f[name]
-        data = np.ascontiguousarray(ds[()])
-        h.update(f"{name}|{data.dtype.str}|{data.shape}|".encode())
-        h.update(data.tobytes())
+        _hash_dataset(h, name, f[name])
     for key in sorted(f.attrs):
         if key != "checksum":
             h.update(f"@{key}={_attr(f.attrs[key])}".encode())
@@ -125,7 +156,7 @@ def save(ckpt_dir: str, env_steps: int, state: dict, counters: dict, rng: dict, 
         f.attrs["versions_json"] = json.dumps(library_versions(), sort_keys=True)
         f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
         for i, (name, arr) in enumerate(state.items()):
-            f.create_dataset(f"state/{name}", data=np.asarray(arr))
+            _write_dataset(f, f"state/{name}", arr)
             if i == (len(state) - 1) // 2 and _fault_armed("checkpoint_mid_write"):
                 f.flush()  # so that the kill leaves a half-written file on disk, not only in HDF5's cache
                 _fault_point("checkpoint_mid_write", tmp)

@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("checkpoint", help="a checkpoint file, or a run directory (its checkpoints/latest.h5)")
 
     b = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    b.add_argument("what", choices=["comm", "tabular", "startup", "apex", "impala", "actor_critic", "learning"])
+    b.add_argument("what", choices=["comm", "tabular", "startup", "apex", "impala", "actor_critic", "learning",
+                                    "replay", "peers"])
     b.add_argument("args", nargs=argparse.REMAINDER)
     return p
 

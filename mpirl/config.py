@@ -26,6 +26,22 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+@dataclass
+class AtariConfig:
+    """`[env.atari]`: the preprocessing of `env.wrappers = "atari"` (DQN / IMPALA defaults)."""
+
+    noop_max: int = opt(30, "Up to this many no-op actions after each reset (a random number).", min=0)
+    frame_skip: int = opt(4, "Each action is repeated this many frames; the observation is the max of the last "
+                             "two (flicker).", min=1)
+    screen_size: int = opt(84, "Frames are resized to screen_size x screen_size grayscale.", min=8)
+    frame_stack: int = opt(4, "Observations stack this many last frames on the last axis: (H, W, frame_stack) "
+                              "uint8.", min=1)
+    terminal_on_life_loss: bool = opt(False, "End training episodes at each lost life (evaluation plays whole "
+                                             "games).")
+    sticky_actions: float = opt(0.0, "Probability that the emulator repeats the previous action (Machado et al. "
+                                     "2018 recommend 0.25; the v5 ids' own default).", min=0.0, max=1.0)
+    fire_reset: bool = opt(True, "Press FIRE after each reset in games whose action 1 is FIRE (Breakout...).")
+    full_action_space: bool = opt(False, "All 18 actions instead of the game's minimal set.")
 
 
 @dataclass
@@ -37,6 +53,13 @@ class EnvConfig:
     num_envs: int = opt(1, "Environment copies per rank.", min=1, max=4096)
     max_episode_steps: int = opt(
         0, "Episode step limit (truncation); 0 keeps the environment's own limit.", min=0)
+    wrappers: str = opt("none", "Preprocessing wrappers of every copy (training, greedy checks, `mpirl eval`): "
+                                "`none`, or `atari` for `ALE/<Game>-v5` ids (settings in `[env.atari]`).",
+                        choices=["none", "atari"])
+    reward_clip: float = opt(0.0, "Clip each reward to [-reward_clip, reward_clip] in what the learner sees "
+                                  "(DQN and IMPALA on Atari: 1); episode returns, metrics and the stop test "
+                                  "stay unclipped. 0: no clipping. Every algorithm but tabular_q.", min=0.0)
+    atari: AtariConfig = field(default_factory=AtariConfig, metadata={"help": "Atari preprocessing."})
 
 
 @dataclass
@@ -332,6 +355,9 @@ def markdown_reference() -> str:
     for name, cls in typing.get_type_hints(Config).items():
         if dataclasses.is_dataclass(cls):
             lines += [f"## `[{name}]`: {cls.__doc__.strip()}", ""] + table(cls, f"{name}.") + [""]
+            for sub, sub_cls in typing.get_type_hints(cls).items():  # e.g. `[env.atari]`
+                if dataclasses.is_dataclass(sub_cls):
+                    lines += [f"## {sub_cls.__doc__.strip()}", ""] + table(sub_cls, f"{name}.{sub}.") + [""]
     for name in algo_names():
         cls = get_algo(name).Config
         lines += [f"## `[{name}]`: {cls.__doc__.strip()}", ""] + table(cls, f"{name}.") + [""]

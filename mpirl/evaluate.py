@@ -13,7 +13,7 @@ def evaluate(policy, env_cfg, episodes: int, seed: int = 0, max_episode_steps: i
     the same random numbers wherever they act alike (common random numbers),
     which removes most of the noise from comparisons.
     """
-    env = make_env(env_cfg, max_episode_steps=max_episode_steps)
+    env = make_env(env_cfg, max_episode_steps=max_episode_steps, evaluation=True)
     returns, lengths = [], []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)

@@ -15,10 +15,11 @@ def opt(default, help, **bounds):
 
 def encoder_opt(activation: str, where: str = ""):
     """The ``encoder`` key of a torch algorithm's section (``where``: e.g. " in each tower")."""
-    return opt("mlp", f"Encoder of the observations{where}: `mlp` ({activation} layers of `hidden` sizes); for "
-                      "(H, W, C) frames `minatar_cnn`, `nature_cnn` or `impala_resnet` (a dense layer of "
-                      "hidden[-1] units after the convolutions); or a user factory `package.module:function` "
-                      "(docs/architecture.md).")
+    return opt("auto", f"Encoder of the observations{where}: `auto` picks from the observation spec (`mlp` for "
+                       "vectors, `minatar_cnn` for frames smaller than 32x32, `nature_cnn` for larger ones); "
+                       f"`mlp` ({activation} layers of `hidden` sizes); for (H, W, C) frames `minatar_cnn`, "
+                       "`nature_cnn` or `impala_resnet` (a dense layer of hidden[-1] units after the "
+                       "convolutions); or a user factory `package.module:function` (docs/architecture.md).")
 
 
 def distribution_opt():

@@ -14,29 +14,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mpirl.envs import make_vec_env  # noqa: F401  (re-exported: mpirl.rollout.make_vec_env)
 from mpirl.functional import double_q_targets, n_step_transitions
 from mpirl.seeding import capture_env_rng, rank_rng_doc, restore_env_rng
 from mpirl.specs import env_spec
 
 
-def make_vec_env(env_cfg, seed: int):
-    """``env.num_envs`` copies as one gymnasium vector env (the id's fast vector version if it has one)."""
-    import gymnasium as gym
-
-    kwargs = dict(env_cfg.kwargs)
-    if env_cfg.max_episode_steps:
-        kwargs["max_episode_steps"] = env_cfg.max_episode_steps
-    envs = gym.make_vec(env_cfg.id, num_envs=env_cfg.num_envs, **kwargs)
-    envs.reset(seed=seed)
-    return envs
+def reward_clip_of(envs) -> float:
+    """The ``env.reward_clip`` a vector env was made with (:func:`mpirl.envs.make_vec_env`; 0: none)."""
+    return float(getattr(envs, "mpirl_reward_clip", 0.0))
 
 
 class Autoreset:
-    """Per-copy episode bookkeeping under next-step autoreset: reset steps, real steps, finished returns."""
+    """Per-copy episode bookkeeping under next-step autoreset: reset steps, real steps, finished returns.
 
-    def __init__(self, num_envs: int):
+    ``reward_clip`` > 0 clips the rewards :meth:`step` returns (what the
+    learner sees) to [-reward_clip, reward_clip]; episode returns add the
+    rewards as the environment gave them.
+    """
+
+    def __init__(self, num_envs: int, reward_clip: float = 0.0):
         self.prev_done = np.zeros(num_envs, bool)
         self.ep_return = np.zeros(num_envs)
+        self.reward_clip = float(reward_clip)
 
     def step(self, reward, terminated, truncated, finished: list) -> tuple:
         """Account one vector step; returns ``(reset, reward, terminated, truncated, real_steps)``.
@@ -53,6 +53,8 @@ class Autoreset:
         finished.extend(self.ep_return[done].tolist())
         self.ep_return[done] = 0.0
         self.prev_done = done
+        if self.reward_clip > 0:
+            reward = np.clip(reward, -self.reward_clip, self.reward_clip)
         return reset, reward, terminated, truncated, int(len(reset) - reset.sum())
 
 
@@ -89,7 +91,7 @@ class UnrollActor:
         }
         obs, _ = envs.reset()
         self.out["obs"][T] = obs  # moved to row 0 by the first unroll
-        self.episodes = Autoreset(B)
+        self.episodes = Autoreset(B, reward_clip_of(envs))
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Actions sampled from the policy for a batch of observations, and the distribution's parameters."""
@@ -149,6 +151,8 @@ class NStepActor:
     ``q(obs)`` gives action values. It keeps the last ``n - 1`` steps of each
     unroll so that every window is complete when emitted: a round of T steps
     yields exactly T x B slots, with ``valid`` False for the reset steps.
+    For image observations a round carries each observation once (see
+    :meth:`collect`), for the frame replay.
     """
 
     def __init__(self, envs, q, rollout_steps: int, n_step: int, gamma: float, rng):
@@ -166,8 +170,9 @@ class NStepActor:
         self.dummy = np.ones((L, self.B), bool)  # the first n-1 slots hold no step yet
         obs, _ = envs.reset()
         self.obs[self.n - 1] = obs
-        self.episodes = Autoreset(self.B)
+        self.episodes = Autoreset(self.B, reward_clip_of(envs))
         self.fresh = True
+        self.history = self.spec.obs_kind == "image"  # as mpirl.algos.dqn.messages.uses_frames
 
     def act_batch(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations."""
@@ -177,7 +182,14 @@ class NStepActor:
         return np.where(explore, self.rng.integers(self.num_actions, size=len(obs)), greedy)
 
     def collect(self, epsilon: float) -> dict:
-        """Step every copy ``rollout_steps`` times; return the flat transitions and finished episodes."""
+        """Step every copy ``rollout_steps`` times; return the flat transitions and finished episodes.
+
+        Slot ``t * B + b`` is the window starting at step t of copy b. Vector
+        observations come as ``obs`` and ``next_obs`` per slot; image ones as
+        ``history[T + n, B, ...]`` (the observations of the round, the first
+        n those the previous round ended with) and ``boot`` (each slot's
+        next_obs row: ``obs = history[t, b]``, ``next_obs = history[boot, b]``).
+        """
         n, T, B = self.n, self.T, self.B
         if not self.fresh:
             # Keep the last n-1 steps (and their observations) in front of the new ones.
@@ -198,23 +210,41 @@ class NStepActor:
         boot = ns.bootstrap_index[:T]
         valid = ~self.dummy[:T] & ns.valid[:T]
         obs_shape = self.spec.obs_shape
-        return {  # copies: the history arrays are shifted on the next call
-            "obs": self.obs[:T].reshape(T * B, *obs_shape).copy(),
+        out = {  # copies: the history arrays are shifted on the next call
             "action": self.act[:T].reshape(T * B, *self.act.shape[2:]),
             "reward": ns.returns[:T].reshape(-1).astype(np.float32),
             "discount": ns.discounts[:T].reshape(-1).astype(np.float32),
-            "next_obs": self.obs[boot, cols[None, :]].reshape(T * B, *obs_shape),
             "valid": valid.reshape(-1),
             "steps": int((~self.dummy[n - 1:n - 1 + T]).sum()),
             "episode_returns": finished,
         }
+        if self.history:
+            return {"history": self.obs.copy(), "boot": boot.reshape(-1), **out}
+        return {"obs": self.obs[:T].reshape(T * B, *obs_shape).copy(),
+                "next_obs": self.obs[boot, cols[None, :]].reshape(T * B, *obs_shape), **out}
 
     def priorities(self, batch: dict) -> np.ndarray:
         """Initial |n-step TD error| of transitions under this actor's network (Ape-X)."""
+        if "history" in batch:
+            return self._history_priorities(batch)
         with torch.no_grad():
             obs = torch.from_numpy(batch["obs"])
             q_next = self.net(torch.from_numpy(batch["next_obs"]))
             target = double_q_targets(q_next, q_next, torch.from_numpy(batch["reward"]),
                                       torch.from_numpy(batch["discount"]))
             q = self.net(obs).gather(1, torch.from_numpy(batch["action"])[:, None]).squeeze(1)
+            return (target - q).abs().numpy()
+
+    def _history_priorities(self, batch: dict) -> np.ndarray:
+        # One pass over the T + n observations instead of 2 T: obs and next_obs are rows of the history.
+        hist = batch["history"]
+        rows, B = hist.shape[:2]
+        slots = np.arange(len(batch["boot"]))
+        with torch.no_grad():
+            q_all = self.net(torch.from_numpy(hist.reshape(rows * B, *hist.shape[2:]))).reshape(rows, B, -1)
+            q_next = q_all[torch.from_numpy(batch["boot"]), torch.from_numpy(slots % B)]
+            target = double_q_targets(q_next, q_next, torch.from_numpy(batch["reward"]),
+                                      torch.from_numpy(batch["discount"]))
+            q = q_all[torch.from_numpy(slots // B), torch.from_numpy(slots % B)]
+            q = q.gather(1, torch.from_numpy(batch["action"])[:, None]).squeeze(1)
             return (target - q).abs().numpy()

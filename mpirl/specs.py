@@ -55,8 +55,8 @@ class EnvSpec:
 
     @property
     def obs_kind(self) -> str:
-        """``"image"`` for uint8 observations of rank 3 (H, W, C or C, H, W), else ``"vector"``."""
-        return "image" if np.dtype(self.obs_dtype) == np.uint8 and len(self.obs_shape) == 3 else "vector"
+        """``"image"`` for uint8 or bool observations of rank 3 (H, W, C frames: Atari, MinAtar), else ``"vector"``."""
+        return "image" if np.dtype(self.obs_dtype) in (np.uint8, np.bool_) and len(self.obs_shape) == 3 else "vector"
 
     def obs_field(self, *lead: int) -> tuple:
         """``(shape, dtype)`` of ``lead`` observations: ``(*lead, *obs_shape)`` in the observation's dtype."""

@@ -63,6 +63,10 @@ def main(argv) -> int:
     if min(args.ranks) < 2 or args.repeats < 1:
         p.error("need --ranks >= 2 (one learner and at least one actor) and --repeats >= 1")
     ceil = ceiling(args.job)
+    from mpirl.config import load_job
+
+    job_cfg = load_job(args.job, args.set)
+    per_update = job_cfg.agent.batch_size * job_cfg.agent.unroll_length * job_cfg.env.num_envs
     print(f"ceiling: one actor alone, no MPI: {ceil:,.0f} env steps/s")
     runs = []
     for n in args.ranks:
@@ -78,6 +82,7 @@ def main(argv) -> int:
                          "actor_env_steps_per_s": statistics.median(per_actor),
                          "actor_fraction_of_ceiling": statistics.median(per_actor) / ceil,
                          "updates_per_s": last["updates"] / wall,
+                         "learner_samples_per_s": last["updates"] * per_update / wall,
                          "policy_lag": statistics.mean(lags) if lags else float("nan"),
                          "launch_to_return_s": time_to_return(run, args.threshold),
                          "eval_return": run["eval"].get("episode_return_mean", float("nan")),

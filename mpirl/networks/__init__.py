@@ -40,7 +40,7 @@ class NetworkConfig:
     hidden: Tuple[int, ...]
     activation: str = "relu"
     dueling: bool = False
-    encoder: str = "mlp"
+    encoder: str = "auto"
     distribution: str = "categorical"
     key: str = "agent"
 

@@ -182,4 +182,14 @@ def impala_resnet(env_spec, cfg) -> ImpalaResNet:
     return ImpalaResNet(env_spec.obs_shape, _units(cfg, 256))
 
 
-ENCODERS.update({"minatar_cnn": minatar_cnn, "nature_cnn": nature_cnn, "impala_resnet": impala_resnet})
+def auto_encoder(env_spec, cfg) -> nn.Module:
+    """The encoder the observation spec calls for: ``mlp`` for vectors; for frames ``minatar_cnn`` below
+    32x32 (MinAtar's 10x10) and ``nature_cnn`` from 32x32 up (Atari's 84x84)."""
+    if env_spec.obs_kind != "image":
+        return mlp_encoder(env_spec, cfg)
+    h, w, _ = env_spec.obs_shape
+    return minatar_cnn(env_spec, cfg) if min(h, w) < 32 else nature_cnn(env_spec, cfg)
+
+
+ENCODERS.update({"auto": auto_encoder, "minatar_cnn": minatar_cnn, "nature_cnn": nature_cnn,
+                 "impala_resnet": impala_resnet})

@@ -151,8 +151,9 @@ def test_the_contract_takes_frames_and_refuses_box_actions_naming_env_id():
     from mpirl.algos.impala.config import ImpalaConfig
     from mpirl.errors import ConfigError
 
-    cfg = SimpleNamespace(algo="impala", agent=ImpalaConfig(hidden=[8]), env=SimpleNamespace(id="Frames-v0"))
-    shapes = impala.state_shapes(cfg, Frames())  # a uint8 image: flattened by the MLP encoder, as before
+    cfg = SimpleNamespace(algo="impala", agent=ImpalaConfig(hidden=[8], encoder="mlp"),
+                          env=SimpleNamespace(id="Frames-v0"))
+    shapes = impala.state_shapes(cfg, Frames())  # a uint8 image flattened by the MLP encoder when asked
     assert shapes["net/actor.0.weight"] == (8, 60) and shapes["net/actor.2.weight"] == (3, 8)
     box = Frames()
     box.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)

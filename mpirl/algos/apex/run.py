@@ -4,7 +4,8 @@ Actors (ranks 1..N-1) act with fixed exploration rates, compute initial
 priorities with their own network copy and send batches to rank 0 with
 nonblocking sends from a pool of preallocated buffers; they pick up the newest
 published weights without blocking. Rank 0 polls for batches between
-updates, keeps a prioritized replay, and publishes weights every
+updates, keeps a prioritized replay (over frames for pixel observations,
+:mod:`mpirl.replay.frames`), and publishes weights every
 ``weights_publish_period`` updates. A rate limiter (as in Reverb) holds the
 learner's samples per inserted transition near ``samples_per_insert``: when the
 learner is ahead it waits for data, when it is behind it stops taking data,
@@ -23,14 +24,13 @@ from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos._schedules import apex_epsilon, linear_beta, warmup_epsilon
 from mpirl.algos.dqn.config import network_config
 from mpirl.algos.dqn.learner import DQNLearner
-from mpirl.algos.dqn.messages import fill_trajectory, replay_spec, trajectory_spec, transitions
+from mpirl.algos.dqn.messages import fill_trajectory, make_replay, trajectory_spec, transitions
 from mpirl.comm.buffers import MessageSpec
 from mpirl.comm.control import ActorControl, StateReports
 from mpirl.comm.p2p import Receiver, Sender
 from mpirl.comm.tags import TAGS
 from mpirl.networks import make_networks
 from mpirl.params import flat_parameters
-from mpirl.replay import PrioritizedReplay
 from mpirl.rollout import NStepActor
 from mpirl.seeding import capture_env_rng, rank_rng_doc, restore_env_rng
 
@@ -68,12 +68,13 @@ def train(ctx) -> dict:
     a, cfg, world = ctx.agent, ctx.cfg, ctx.world
     seed_torch(ctx)
     probe, spec = rank_envs(ctx)
-    traj_spec = trajectory_spec(a.rollout_steps * cfg.env.num_envs, spec)
+    traj_spec = trajectory_spec(a.rollout_steps * cfg.env.num_envs, spec,
+                                history=(a.rollout_steps + a.n_step, cfg.env.num_envs))
     net = make_networks(spec, network_config(a))
     if world.is_learner:
         probe.close()
-        learner = DQNLearner(a, net, PrioritizedReplay(a.replay_capacity, replay_spec(spec), alpha=a.priority_alpha),
-                             ctx.rng, cfg.fault.max_nonfinite)
+        replay = make_replay(a.replay_capacity, spec, prioritized=True, alpha=a.priority_alpha)
+        learner = DQNLearner(a, net, replay, ctx.rng, cfg.fault.max_nonfinite)
         weights_spec = MessageSpec({"params": (learner.flat.shape, np.float32), "version": ((), np.int64)})
         return _learn(ctx, learner, traj_spec, weights_spec)
     flat = flat_parameters(net)
@@ -134,7 +135,7 @@ def _learn(ctx, learner, traj_spec, weights_spec) -> dict:
 
     def take(source, msg):
         per_actor[source] += int(msg["steps"])
-        rows = transitions(msg)
+        rows = transitions(msg, source)
         learner.replay.add(rows, msg["priority"][msg["valid"].astype(bool)])
         limiter.inserted += len(rows["action"])
         absorb(counters, window, msg)

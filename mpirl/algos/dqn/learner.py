@@ -18,12 +18,16 @@ from mpirl.torch_state import load_module_arrays, module_arrays
 class DQNLearner(UsesLearner):
     """n-step double DQN updates of the Q-network ``net`` from a (uniform or prioritized) replay memory.
 
+    With a frame replay (pixel observations) obs and next_obs go through the
+    online network in two passes, as the strided views the replay returns.
+
     ``max_nonfinite``: see :class:`~mpirl.nonfinite.NonFiniteGuard`.
     """
 
     def __init__(self, a, net: torch.nn.Module, replay, rng, max_nonfinite: int = 0):
         self.a, self.replay, self.rng = a, replay, rng
         self.prioritized = hasattr(replay, "update_priorities")
+        self.frames = hasattr(replay, "frames_per_transition")  # a frame replay (mpirl.replay.frames)
         self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, max_grad_norm=a.max_grad_norm,
                                max_nonfinite=max_nonfinite)
         self.online = self.learner.net
@@ -43,10 +47,18 @@ class DQNLearner(UsesLearner):
         else:
             idx, batch = self.replay.sample(self.a.batch_size, self.rng)
             weights = None
-        t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
-        # One online pass over obs and next_obs together: small MLPs are bound by per-call overhead.
-        q_both = self.online(torch.cat([t["obs"], t["next_obs"]]))
-        q, q_next_online = q_both[: len(t["obs"])], q_both[len(t["obs"]):].detach()
+        if self.frames:
+            # Channel-last views of frame-major gathers: wrapped as they are, the encoders' channel-first
+            # permute makes them contiguous, where a copy here (or a cat) would transpose 30 MB per batch.
+            t = {k: torch.from_numpy(v) for k, v in batch.items()}
+            q = self.online(t["obs"])
+            with torch.no_grad():
+                q_next_online = self.online(t["next_obs"])
+        else:
+            t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+            # One online pass over obs and next_obs together: small MLPs are bound by per-call overhead.
+            q_both = self.online(torch.cat([t["obs"], t["next_obs"]]))
+            q, q_next_online = q_both[: len(t["obs"])], q_both[len(t["obs"]):].detach()
         with torch.no_grad():
             targets = double_q_targets(q_next_online, self.target(t["next_obs"]), t["reward"], t["discount"])
         out = dqn_loss(q, t["action"], targets, weights, self.a.huber_delta)

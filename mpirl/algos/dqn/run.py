@@ -2,7 +2,8 @@
 
 Every round: each actor collects ``rollout_steps`` steps in its vector envs
 with the current weights; one Gather brings the fixed-shape transition
-buffers to rank 0; rank 0 inserts them into a uniform replay, performs
+buffers to rank 0; rank 0 inserts them into a uniform replay (the frame
+replay for pixel observations, :mod:`mpirl.replay.frames`), performs
 ``updates_per_round`` updates and broadcasts the new weights together with the
 round's decisions (stop, checkpoint) in one Bcast. Given the seed and rank
 count, runs are deterministic.
@@ -16,11 +17,10 @@ from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos._schedules import linear_epsilon
 from mpirl.algos.dqn.config import network_config
 from mpirl.algos.dqn.learner import DQNLearner
-from mpirl.algos.dqn.messages import fill_trajectory, replay_spec, trajectory_spec, transitions
+from mpirl.algos.dqn.messages import fill_trajectory, make_replay, trajectory_spec, transitions
 from mpirl.comm.buffers import MessageSpec
 from mpirl.networks import make_networks
 from mpirl.params import flat_parameters
-from mpirl.replay import ReplayBuffer
 from mpirl.rollout import NStepActor
 from mpirl.seeding import capture_env_rng, restore_env_rng
 
@@ -39,11 +39,11 @@ def train(ctx) -> dict:
     counters = restored_counters(ctx)
     envs, spec = rank_envs(ctx)
     slots = a.rollout_steps * cfg.env.num_envs
-    traj = trajectory_spec(slots, spec).allocate()
+    traj = trajectory_spec(slots, spec, history=(a.rollout_steps + a.n_step, cfg.env.num_envs)).allocate()
     net = make_networks(spec, network_config(a))
 
     if world.is_learner:
-        learner = DQNLearner(a, net, ReplayBuffer(a.replay_capacity, replay_spec(spec)), ctx.rng,
+        learner = DQNLearner(a, net, make_replay(a.replay_capacity, spec), ctx.rng,
                              cfg.fault.max_nonfinite)
         if ctx.restored_state:
             learner.load_state_dict(ctx.restored_state)
@@ -78,7 +78,7 @@ def train(ctx) -> dict:
         if world.is_learner:
             for r in world.actor_ranks:
                 m = traj.spec.view(recv[r])
-                learner.replay.add(transitions(m))
+                learner.replay.add(transitions(m, source=r))
                 absorb(counters, window, m)
             if len(learner.replay) >= max(a.learning_starts, a.batch_size):
                 for _ in range(a.updates_per_round):
