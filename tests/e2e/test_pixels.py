@@ -70,7 +70,7 @@ def test_impala_plays_preprocessed_pong_and_eval_uses_the_same_wrappers(run_mpir
 def test_a_job_without_its_package_names_the_package(run_mpirl, tmp_path, package, module, env_id, extra):
     shadow = tmp_path / "shadow" / module
     shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text(f"raise ImportError('No module named {module!r}')\n")
+    (shadow / "__init__.py").write_text(f'raise ImportError("No module named {module!r}")\n')
     job = tmp_path / "job.toml"
     job.write_text(f'algo = "impala"\n[env]\nid = "{env_id}"\n{extra}')
     env = {"PYTHONPATH": str(tmp_path / "shadow") + os.pathsep + os.environ.get("PYTHONPATH", "")}
