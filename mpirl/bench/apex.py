@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from mpirl.bench.output import flat_ints, job_bench_parser, ordered_columns, plural, print_written, write_csv_json
+from mpirl.bench.output import (flat_ints, job_bench_parser, median_s, ordered_columns, plural, print_written,
+                                write_csv_json)
 from mpirl.bench.runs import launch, time_to_return
 
 
@@ -39,20 +40,12 @@ def replay_costs(capacity: int = 1_000_000, batch: int = 512, calls: int = 50) -
                  "reward": np.ones(chunk, np.float32), "discount": np.full(chunk, 0.97, np.float32),
                  "next_obs": rng.normal(size=(chunk, 4)).astype(np.float32)}, rng.random(chunk))
 
-    def median_time(fn):
-        times = []
-        for _ in range(calls):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
-
     idx, _, _ = mem.sample(batch, 0.4, rng)
     small = {k: v[:256] for k, v in mem.buffer.get(np.arange(256)).items()}
     return {"replay_capacity": capacity,
-            "sample_512_ms": 1e3 * median_time(lambda: mem.sample(batch, 0.4, rng)),
-            "update_priorities_512_ms": 1e3 * median_time(lambda: mem.update_priorities(idx, rng.random(batch))),
-            "add_256_ms": 1e3 * median_time(lambda: mem.add(small, rng.random(256))),
+            "sample_512_ms": 1e3 * median_s(lambda: mem.sample(batch, 0.4, rng), calls),
+            "update_priorities_512_ms": 1e3 * median_s(lambda: mem.update_priorities(idx, rng.random(batch)), calls),
+            "add_256_ms": 1e3 * median_s(lambda: mem.add(small, rng.random(256)), calls),
             "bytes_per_transition": mem.bytes_per_transition}
 
 

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import re
+import statistics
 import time
 
 from mpirl.logger import natural_key  # noqa: F401 - one sort order for metrics.csv and bench CSVs
@@ -67,6 +68,16 @@ def pyplot_or_skip(what: str, png_path: str):
         print(f"mpirl bench {what}: skipped {png_path}: matplotlib is not installed "
               f"(the figure is the point of it: {MATPLOTLIB_EXTRA})", flush=True)
         return None
+
+
+def median_s(fn, calls: int) -> float:
+    """Median wall seconds of ``calls`` calls of ``fn``."""
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def print_written(paths) -> None:

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from mpirl.bench.output import add_out_dir, bench_parser, print_written, write_csv_json
+from mpirl.bench.output import add_out_dir, bench_parser, median_s, print_written, write_csv_json
 
 SHAPE = (84, 84, 4)
 _BLOCK = 10  # calls of one replay in a row before the other's: each timed as a learner would call it
@@ -86,16 +86,6 @@ class SyntheticStacks:
 
     def close(self):
         """Nothing to release."""
-
-
-def median_s(fn, calls: int) -> float:
-    """Median wall seconds of ``calls`` calls of ``fn``."""
-    times = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def message_source(args, seed=0):
