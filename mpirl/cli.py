@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     b.add_argument("what", choices=["comm", "tabular", "startup", "apex", "impala", "actor_critic", "learning",
-                                    "replay", "peers"])
+                                    "replay", "peers", "frames"])
     b.add_argument("args", nargs=argparse.REMAINDER)
     return p
 

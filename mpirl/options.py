@@ -26,3 +26,10 @@ def distribution_opt():
     """The ``distribution`` key of a policy-gradient algorithm's section."""
     return opt("categorical", "Action distribution of the policy (`categorical`), or a user class "
                               "`package.module:Class` (docs/architecture.md).")
+
+
+def shared_encoder_opt():
+    """The ``shared_encoder`` key of a policy-value algorithm's section."""
+    return opt(False, "One encoder under both the policy and the value head (the IMPALA and Atari-PPO networks) "
+                      "instead of a separate tower each: on frames it halves the learner's cost per sample; "
+                      "the value loss then trains the policy's features too.")

@@ -21,19 +21,20 @@ from typing import Tuple
 from mpirl.errors import ConfigError
 from mpirl.networks.distributions import DISTRIBUTIONS, Categorical
 from mpirl.networks.encoders import ENCODERS, FlatteningMLPEncoder, MLPEncoder, mlp, mlp_encoder
-from mpirl.networks.heads import PolicyValueNet, QNet, Tower, tower
+from mpirl.networks.heads import PolicyValueNet, QNet, SharedPolicyValueNet, Tower, tower
 
 __all__ = ["Categorical", "DISTRIBUTIONS", "ENCODERS", "FlatteningMLPEncoder", "MLPEncoder", "NetworkConfig",
-           "PolicyValueNet", "QNet", "Tower", "make_distribution", "make_networks", "mlp", "mlp_encoder", "resolve",
+           "PolicyValueNet", "QNet", "SharedPolicyValueNet", "Tower", "make_distribution", "make_networks", "mlp", "mlp_encoder", "resolve",
            "tower"]
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """What to build: ``kind`` ``"q"`` (Q-values) or ``"policy_value"`` (separate policy and value towers).
+    """What to build: ``kind`` ``"q"`` (Q-values) or ``"policy_value"`` (policy and value towers).
 
-    ``key`` is the job-file section the settings came from (``impala``),
-    named in errors.
+    ``shared_encoder`` (policy_value only): one encoder under both heads
+    instead of one per tower. ``key`` is the job-file section the settings
+    came from (``impala``), named in errors.
     """
 
     kind: str
@@ -43,6 +44,7 @@ class NetworkConfig:
     encoder: str = "auto"
     distribution: str = "categorical"
     key: str = "agent"
+    shared_encoder: bool = False
 
     @property
     def nested_torso(self) -> bool:
@@ -89,7 +91,8 @@ def make_encoder(env_spec, cfg: NetworkConfig):
 
 
 def make_networks(env_spec, cfg: NetworkConfig):
-    """The network of kind ``cfg.kind`` for ``env_spec``: a :class:`QNet` or a :class:`PolicyValueNet`.
+    """The network of kind ``cfg.kind`` for ``env_spec``: a :class:`QNet`, a :class:`PolicyValueNet`, or
+    with ``cfg.shared_encoder`` a :class:`SharedPolicyValueNet`.
 
     Layers are created in a fixed order (policy encoder and head, then the
     value tower), so a seed gives the same initial weights as before the
@@ -101,6 +104,8 @@ def make_networks(env_spec, cfg: NetworkConfig):
             raise ConfigError(f"Q-learning needs discrete actions, not {env_spec.action.kind} (key 'env.id')",
                               key="env.id")
         return QNet(make_encoder(env_spec, cfg), env_spec.action.n, obs_ndim, dueling=cfg.dueling)
+    if cfg.kind == "policy_value" and cfg.shared_encoder:
+        return SharedPolicyValueNet(make_encoder(env_spec, cfg), make_distribution(env_spec, cfg), obs_ndim)
     if cfg.kind == "policy_value":
         return PolicyValueNet(lambda: make_encoder(env_spec, cfg), make_distribution(env_spec, cfg), obs_ndim)
     raise ValueError(f"unknown network kind {cfg.kind!r}")

@@ -92,6 +92,47 @@ class PolicyValueNet(nn.Module):
         return self.dist.mode(self.actor(obs))
 
 
+class SharedPolicyValueNet(nn.Module):
+    """One encoder feeding a policy head and a value head: ``forward(obs) -> (params, values)``.
+
+    The layout of the IMPALA paper's networks and of PPO on Atari: on frames
+    the encoder is most of the cost, and one encoder instead of two halves
+    the learner's forward and backward passes. The value loss then shapes the
+    policy's features too (its weight, ``baseline_cost`` or ``value_cost``,
+    matters more). Layers are created in the order encoder, policy head,
+    value head.
+    """
+
+    def __init__(self, encoder: nn.Module, dist, obs_ndim: int):
+        super().__init__()
+        self.dist, self.obs_ndim = dist, obs_ndim
+        self.encoder = encoder
+        self.policy_head = nn.Linear(encoder.out_dim, dist.num_params)
+        self.value_head = nn.Linear(encoder.out_dim, 1)
+
+    def _features(self, obs: torch.Tensor) -> tuple[tuple, torch.Tensor]:
+        lead, flat = _split(obs, self.obs_ndim)
+        return lead, self.encoder(flat)
+
+    def policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action distribution's parameters ``[*lead, num_params]``."""
+        lead, h = self._features(obs)
+        return self.policy_head(h).reshape(*lead, -1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """State values ``[*lead]``."""
+        lead, h = self._features(obs)
+        return self.value_head(h).reshape(lead)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lead, h = self._features(obs)
+        return self.policy_head(h).reshape(*lead, -1), self.value_head(h).reshape(lead)
+
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The greedy actions: the mode of the policy's distribution."""
+        return self.dist.mode(self.policy(obs))
+
+
 class QNet(nn.Module):
     """Action values ``[*lead, A]`` from an encoder (``torso``); with ``dueling``, ``V + A - mean_a A``.
 

@@ -46,6 +46,19 @@ def test_every_torch_algorithm_trains_on_minatar_frames(run_mpirl, tmp_path, alg
     assert convs and all(state[k].shape == (16, 4, 3, 3) for k in convs), sorted(state)
 
 
+@pytest.mark.parametrize("algo", ["impala", "a2c", "a3c"])
+def test_a_shared_encoder_trains_and_plays_on_minatar_frames(run_mpirl, tmp_path, algo):
+    job = tmp_path / f"{algo}.toml"
+    job.write_text(MINATAR_JOB.format(algo=algo, steps=3000, extra=EXTRA[algo] + "\nshared_encoder = true"))
+    run_dir = tmp_path / "run"
+    cp = run_mpirl(["train", str(job), "--run-dir", str(run_dir), *QUIET], n=2, timeout=120)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert json.loads(cp.stdout.strip().splitlines()[-1])["episodes"] == 5
+    state = checkpoint.load(str(run_dir / "checkpoints" / "latest.h5")).state
+    convs = [k for k in state if k.endswith("conv.0.weight")]
+    assert convs == ["net/encoder.conv.0.weight"], sorted(state)  # one encoder under both heads
+
+
 def test_impala_plays_preprocessed_pong_and_eval_uses_the_same_wrappers(run_mpirl, tmp_path):
     pytest.importorskip("ale_py", reason="the atari extra is not installed (pip install 'mpirl[atari]')")
     job = tmp_path / "pong.toml"

@@ -47,3 +47,37 @@ def test_layer_sizes_are_the_papers():
     assert resnet.fc[0].weight.shape == (256, 32 * 11 * 11)
     with pytest.raises(ValueError, match=r"\(H, W, C\)"):
         NatureCNN((84, 84))
+
+
+@pytest.mark.parametrize("encoder, shape, dtype", [("minatar_cnn", (10, 10, 4), np.bool_), ("mlp", (6,), np.float32)])
+def test_a_shared_encoder_serves_both_heads_and_acts_as_forward_does(encoder, shape, dtype):
+    torch.manual_seed(2)
+    spec = EnvSpec(shape, np.dtype(dtype), DiscreteSpec(3))
+    cfg = dict(kind="policy_value", hidden=(32,), activation="tanh", encoder=encoder)
+    shared = make_networks(spec, NetworkConfig(**cfg, shared_encoder=True))
+    separate = make_networks(spec, NetworkConfig(**cfg))
+    enc = sum(p.numel() for p in shared.encoder.parameters())
+    heads = sum(p.numel() for p in shared.policy_head.parameters()) + sum(p.numel() for p in shared.value_head.parameters())
+    assert sum(p.numel() for p in shared.parameters()) == enc + heads
+    assert sum(p.numel() for p in separate.parameters()) == 2 * enc + heads  # the shared net has one encoder
+    x = torch.rand(4, 2, *shape) < 0.3 if dtype == np.bool_ else torch.randn(4, 2, *shape)
+    params, values = shared(x)  # [T+1, B, ...] as in an unroll
+    assert params.shape == (4, 2, 3) and values.shape == (4, 2)
+    torch.testing.assert_close(shared.policy(x[1]), params[1])  # what an actor samples from = what the learner scores
+    torch.testing.assert_close(shared.value(x[1]), values[1])
+    assert torch.equal(shared.greedy(x[1]), params[1].argmax(-1))
+    values.sum().backward()  # the value loss reaches the encoder, not the policy head
+    assert shared.encoder.parameters().__next__().grad.abs().sum() > 0 and shared.policy_head.weight.grad is None
+
+
+def test_shared_encoder_is_a_key_of_every_policy_value_section():
+    from mpirl.algos.a2c.config import network_config as a2c_net
+    from mpirl.algos.impala.config import network_config as impala_net
+    from mpirl.config import parse_config
+    from mpirl.networks import SharedPolicyValueNet
+
+    spec = EnvSpec((4,), np.dtype(np.float32), DiscreteSpec(2))
+    for algo in ("impala", "a2c", "a3c", "gossip_a2c"):
+        cfg = parse_config({"algo": algo, "env": {"id": "CartPole-v1"}, algo: {"shared_encoder": True}})
+        net = make_networks(spec, (impala_net if algo == "impala" else a2c_net)(cfg.agent))
+        assert isinstance(net, SharedPolicyValueNet), algo

@@ -96,3 +96,23 @@ class TestAtari:
             make_env(EnvConfig(id="CartPole-v1", wrappers="atari"))
         assert e.value.key == "env.wrappers"
 
+
+
+def test_bench_frames_counts_emulator_frames_of_the_jobs_own_env(tmp_path):
+    pytest.importorskip("ale_py", reason="the atari extra is not installed (pip install 'mpirl[atari]')")
+    from mpirl.bench.frames import frame_skip, job_row, raw_frames_per_s
+    from mpirl.config import load_job
+
+    job = tmp_path / "pong.toml"
+    job.write_text('algo = "impala"\n[env]\nid = "ALE/Pong-v5"\nwrappers = "atari"\nnum_envs = 2\n'
+                   '[env.atari]\nframe_skip = 3\n')
+    assert frame_skip(load_job(str(job)).env) == 3
+    assert frame_skip(load_job("jobs/cartpole_impala.toml").env) == 1
+    assert raw_frames_per_s(str(job), 0.3) > 0
+    rows = [{"wall_time_s": 1.0, "env_steps": 10.0, "updates": 1.0, "policy_lag": 2.0,
+             "env_steps_actor1": 4.0, "env_steps_actor2": 6.0},
+            {"wall_time_s": 2.0, "env_steps": 100.0, "updates": 8.0, "policy_lag": float("nan"),
+             "env_steps_actor1": 40.0, "env_steps_actor2": 60.0}]
+    row = job_row(str(job), {"rows": rows}, 3, 3, raw=300.0)
+    assert row["who"] == "pong" and row["frames_per_s"] == 150.0 and row["fraction_of_raw"] == 0.5
+    assert row["frames_per_s_per_actor"] == 75.0 and row["updates_per_s"] == 4.0 and row["policy_lag"] == 2.0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.options import distribution_opt, encoder_opt, opt
+from mpirl.options import distribution_opt, encoder_opt, opt, shared_encoder_opt
 
 
 @dataclass
@@ -15,6 +15,7 @@ class ActorCriticConfig:
     hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
     encoder: str = encoder_opt("tanh", " in each tower")
     distribution: str = distribution_opt()
+    shared_encoder: bool = shared_encoder_opt()
     t_max: int = opt(16, "Steps per environment copy between two gradients (an unroll of t_max x env.num_envs "
                          "steps; the n of the n-step returns).", min=1)
     lr: float = opt(1e-3, "Initial learning rate.", min=0.0)
@@ -50,4 +51,4 @@ def network_config(a: ActorCriticConfig):
     from mpirl.networks import NetworkConfig
 
     return NetworkConfig("policy_value", tuple(a.hidden), "tanh", encoder=a.encoder, distribution=a.distribution,
-                         key=a.SECTION)
+                         key=a.SECTION, shared_encoder=a.shared_encoder)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mpirl.options import distribution_opt, encoder_opt, opt
+from mpirl.options import distribution_opt, encoder_opt, opt, shared_encoder_opt
 
 
 @dataclass
@@ -23,6 +23,7 @@ class ImpalaConfig:
     hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
     encoder: str = encoder_opt("tanh", " in each tower")
     distribution: str = distribution_opt()
+    shared_encoder: bool = shared_encoder_opt()
     unroll_length: int = opt(20, "Steps per environment copy in one unroll (an actor message holds "
                                  "unroll_length x env.num_envs steps).", min=1)
     batch_size: int = opt(2, "Unrolls (actor messages) per learner update, taken first come from any actor.", min=1)
@@ -65,4 +66,4 @@ def network_config(a: ImpalaConfig):
     from mpirl.networks import NetworkConfig
 
     return NetworkConfig("policy_value", tuple(a.hidden), "tanh", encoder=a.encoder, distribution=a.distribution,
-                         key="impala")
+                         key="impala", shared_encoder=a.shared_encoder)
