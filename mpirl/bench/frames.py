@@ -9,8 +9,9 @@ default the Pong IMPALA and Ape-X jobs) under ``mpirun -n --ranks`` for
 ``--steps`` agent steps, alternating, so raw and distributed see the same
 machine load. Env frames are agent steps times the frame skip
 (``env.atari.frame_skip`` for ``wrappers = "atari"``, else 1). Reports per
-run: frames/s in total and per actor, the ratio to raw, learner updates/s
-and policy lag. Writes ``frames.csv``, ``frames.json`` and ``frames.png``
+run: frames/s over the whole run and over its second half (past start-up and
+a replay's ``learning_starts``), per actor, the ratio to raw, learner
+updates/s and policy lag. Writes ``frames.csv``, ``frames.json`` and ``frames.png``
 into ``--out-dir``.
 """
 from __future__ import annotations
@@ -74,8 +75,11 @@ def job_row(job: str, run: dict, ranks: int, skip: int, raw: float) -> dict:
     per_actor = [last[f"env_steps_actor{r}"] * skip / wall for r in range(1, ranks) if f"env_steps_actor{r}" in last]
     lags = [r["policy_lag"] for r in rows if isinstance(r.get("policy_lag"), float) and r["policy_lag"] == r["policy_lag"]]
     fps = last["env_steps"] * skip / wall
+    # The second half of the run: past start-up and past a replay's learning_starts, when the learner paces it.
+    mid = next(r for r in rows if r["env_steps"] >= last["env_steps"] / 2)
+    late = (last["env_steps"] - mid["env_steps"]) * skip / max(wall - mid["wall_time_s"], 1e-9)
     return {"who": os.path.splitext(os.path.basename(job))[0], "ranks": ranks, "env_steps": int(last["env_steps"]),
-            "frames_per_s": fps, "frames_per_s_per_actor": statistics.median(per_actor) if per_actor else float("nan"),
+            "frames_per_s": fps, "frames_per_s_second_half": late if last is not mid else fps, "frames_per_s_per_actor": statistics.median(per_actor) if per_actor else float("nan"),
             "fraction_of_raw": fps / raw, "updates_per_s": last["updates"] / wall,
             "policy_lag": statistics.mean(lags) if lags else float("nan"), "wall_s": wall}
 
@@ -98,7 +102,7 @@ def main(argv) -> int:
                                            "eval.episodes=1", *args.set], timeout=3600)
             runs.append({**job_row(job, run, args.ranks, skips[job], raw), "seed": seed})
             print(json.dumps(runs[-1]), flush=True)
-    keys = ["frames_per_s", "frames_per_s_per_actor", "fraction_of_raw", "updates_per_s", "policy_lag"]
+    keys = ["frames_per_s", "frames_per_s_second_half", "frames_per_s_per_actor", "fraction_of_raw", "updates_per_s", "policy_lag"]
     summary = {}
     print(f"\nenv frames/s, median of {args.repeats} (jobs at -n {args.ranks}, raw in one process)")
     for who in dict.fromkeys(r["who"] for r in runs):

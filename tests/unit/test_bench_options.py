@@ -13,7 +13,7 @@ import pytest
 
 from mpirl.bench import output
 
-BENCHES = ("comm", "tabular", "startup", "apex", "impala", "actor_critic", "frames")
+BENCHES = ("comm", "tabular", "startup", "apex", "impala", "actor_critic", "frames", "peers")
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 
 

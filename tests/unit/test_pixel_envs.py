@@ -111,8 +111,10 @@ def test_bench_frames_counts_emulator_frames_of_the_jobs_own_env(tmp_path):
     assert raw_frames_per_s(str(job), 0.3) > 0
     rows = [{"wall_time_s": 1.0, "env_steps": 10.0, "updates": 1.0, "policy_lag": 2.0,
              "env_steps_actor1": 4.0, "env_steps_actor2": 6.0},
+            {"wall_time_s": 1.5, "env_steps": 55.0, "updates": 4.0, "policy_lag": float("nan")},
             {"wall_time_s": 2.0, "env_steps": 100.0, "updates": 8.0, "policy_lag": float("nan"),
              "env_steps_actor1": 40.0, "env_steps_actor2": 60.0}]
     row = job_row(str(job), {"rows": rows}, 3, 3, raw=300.0)
     assert row["who"] == "pong" and row["frames_per_s"] == 150.0 and row["fraction_of_raw"] == 0.5
+    assert row["frames_per_s_second_half"] == 270.0  # (100 - 55) steps x 3 frames in the last 0.5 s
     assert row["frames_per_s_per_actor"] == 75.0 and row["updates_per_s"] == 4.0 and row["policy_lag"] == 2.0
