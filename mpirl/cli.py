@@ -1,4 +1,4 @@
-"""The ``mpirl`` command: train, eval, inspect, bench.
+"""The ``mpirl`` command: train, eval, inspect, plot, bench.
 
 ``train`` runs under ``mpirun``/``srun``; ``eval`` and ``inspect`` run on one
 process without MPI. Bad input exits with code 2 and one clear line, on every
@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print a checkpoint's metadata as JSON")
     i.add_argument("checkpoint", help="a checkpoint file, or a run directory (its checkpoints/latest.h5)")
 
+    pl = sub.add_parser("plot", help="learning curves of run directories (metrics.csv) into a PNG")
+    pl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, one line each")
+    pl.add_argument("--x", default="env_steps", choices=["env_steps", "wall_time_s"], help="x axis (default %(default)s)")
+    pl.add_argument("--metric", default="episode_return_mean", help="metrics.csv column (default %(default)s)")
+    pl.add_argument("--out", default="curves.png", help="PNG file to write (default %(default)s)")
+    pl.add_argument("--title", default="", help="figure title (default none)")
+
     b = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     b.add_argument("what", choices=["comm", "tabular", "startup", "apex", "impala", "actor_critic", "learning",
                                     "replay", "peers", "frames"])
@@ -81,6 +88,11 @@ def main(argv=None) -> int:
             return eval_cmd(args)
         if args.cmd == "inspect":
             return inspect_cmd(args)
+        if args.cmd == "plot":
+            from mpirl.plot import plot
+
+            print(f"wrote {plot(args.run_dirs, args.out, args.x, args.metric, args.title)}")
+            return 0
         if args.cmd == "bench":
             return bench_cmd(args)
     except UsageError as e:

@@ -202,3 +202,22 @@ def test_every_torch_algorithm_takes_the_greedy_stop_check(run_mpirl, tmp_path, 
     if checks[-1].endswith("-> stop"):  # a confirmed stop ends the run before its budget
         assert int(rows(str(tmp_path / "run"))[-1]["env_steps"]) < 30000, checks
     assert all(c.endswith("-> continue") for c in checks[:-1]), checks  # a confirmed check is the last
+
+
+def test_plot_draws_the_runs_curves_and_names_a_missing_file(run_mpirl, write_job, tmp_path):
+    pytest.importorskip("matplotlib", reason="mpirl plot needs matplotlib (the bench extra)")
+    run = str(tmp_path / "run")
+    assert run_mpirl(["train", write_job(), "--run-dir", run, "--no-eval", "--set", "log.interval_s=0"],
+                     n=1).returncode == 0
+    out = str(tmp_path / "fig" / "curve.png")
+    p = run_mpirl(["plot", run, run, "--x", "wall_time_s", "--out", out], n=None)
+    assert p.returncode == 0 and p.stdout.strip() == f"wrote {out}", p.stderr
+    import matplotlib.image
+
+    img = matplotlib.image.imread(out)
+    assert img.shape[0] == 440 and img.shape[1] == 770  # 7 x 4 inches at 110 dpi
+    assert img[..., :3].std() > 0.05  # lines and labels, not a blank page
+    p = run_mpirl(["plot", str(tmp_path / "nowhere"), "--out", out], n=None)
+    assert p.returncode == 2 and "metrics.csv: no such file" in p.stderr and "Traceback" not in p.stderr
+    p = run_mpirl(["plot", run, "--metric", "no_such", "--out", out], n=None)
+    assert p.returncode == 2 and "no column 'no_such'" in p.stderr, p.stderr
