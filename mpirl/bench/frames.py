@@ -48,12 +48,12 @@ def frame_skip(env_cfg) -> int:
     return int(env_cfg.atari.frame_skip) if env_cfg.wrappers == "atari" else 1
 
 
-def raw_frames_per_s(job: str, seconds: float, seed: int = 0) -> float:
-    """Env frames/s of ``job``'s vectorised environment alone in this process, random actions."""
+def raw_frames_per_s(job: str, seconds: float, seed: int = 0, overrides=()) -> float:
+    """Env frames/s of ``job``'s vectorised environment (with ``overrides``) alone in this process, random actions."""
     from mpirl.config import load_job
     from mpirl.rollout import make_vec_env
 
-    cfg = load_job(job)
+    cfg = load_job(job, overrides)
     envs = make_vec_env(cfg.env, seed)
     envs.reset(seed=seed)
     space, n = envs.single_action_space, cfg.env.num_envs
@@ -94,7 +94,7 @@ def main(argv) -> int:
     runs = []
     for seed in range(args.repeats):
         for job in args.jobs:
-            raw = raw_frames_per_s(job, args.raw_seconds, seed)
+            raw = raw_frames_per_s(job, args.raw_seconds, seed, args.set)
             runs.append({"who": "raw " + os.path.splitext(os.path.basename(job))[0], "ranks": 1, "seed": seed,
                          "frames_per_s": raw, "fraction_of_raw": 1.0})
             print(json.dumps(runs[-1]), flush=True)
