@@ -25,7 +25,7 @@ import numpy as np
 
 from mpirl.bench.output import (add_out_dir, bench_parser, ordered_columns, print_written, pyplot_or_skip,
                                 warn_if_no_matplotlib, write_csv_json)
-from mpirl.bench.runs import launch
+from mpirl.bench.runs import launch, mean_policy_lag
 
 JOBS = ["jobs/pong_impala.toml", "jobs/pong_apex.toml"]
 
@@ -73,7 +73,6 @@ def job_row(job: str, run: dict, ranks: int, skip: int, raw: float) -> dict:
     rows = run["rows"]
     last, wall = rows[-1], rows[-1]["wall_time_s"]
     per_actor = [last[f"env_steps_actor{r}"] * skip / wall for r in range(1, ranks) if f"env_steps_actor{r}" in last]
-    lags = [r["policy_lag"] for r in rows if isinstance(r.get("policy_lag"), float) and r["policy_lag"] == r["policy_lag"]]
     fps = last["env_steps"] * skip / wall
     # The second half of the run: past start-up and past a replay's learning_starts, when the learner paces it.
     mid = next(r for r in rows if r["env_steps"] >= last["env_steps"] / 2)
@@ -81,7 +80,7 @@ def job_row(job: str, run: dict, ranks: int, skip: int, raw: float) -> dict:
     return {"who": os.path.splitext(os.path.basename(job))[0], "ranks": ranks, "env_steps": int(last["env_steps"]),
             "frames_per_s": fps, "frames_per_s_second_half": late if last is not mid else fps, "frames_per_s_per_actor": statistics.median(per_actor) if per_actor else float("nan"),
             "fraction_of_raw": fps / raw, "updates_per_s": last["updates"] / wall,
-            "policy_lag": statistics.mean(lags) if lags else float("nan"), "wall_s": wall}
+            "policy_lag": mean_policy_lag(rows), "wall_s": wall}
 
 
 def main(argv) -> int:

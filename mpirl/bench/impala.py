@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from mpirl.bench.output import flat_ints, job_bench_parser, ordered_columns, plural, print_written, write_csv_json
-from mpirl.bench.runs import launch, time_to_return
+from mpirl.bench.runs import launch, mean_policy_lag, time_to_return
 
 
 def ceiling(job: str, seconds: float = 3.0) -> float:
@@ -76,14 +76,13 @@ def main(argv) -> int:
             last = rows[-1]
             wall = last["wall_time_s"]
             per_actor = [last[f"env_steps_actor{r}"] / wall for r in range(1, n)]  # actors are ranks 1..n-1
-            lags = [r["policy_lag"] for r in rows if isinstance(r.get("policy_lag"), float) and r["policy_lag"] == r["policy_lag"]]
             runs.append({"ranks": n, "seed": rep, "env_steps": last["env_steps"], "updates": last["updates"],
                          "env_steps_per_s": last["env_steps"] / wall,
                          "actor_env_steps_per_s": statistics.median(per_actor),
                          "actor_fraction_of_ceiling": statistics.median(per_actor) / ceil,
                          "updates_per_s": last["updates"] / wall,
                          "learner_samples_per_s": last["updates"] * per_update / wall,
-                         "policy_lag": statistics.mean(lags) if lags else float("nan"),
+                         "policy_lag": mean_policy_lag(rows),
                          "launch_to_return_s": time_to_return(run, args.threshold),
                          "eval_return": run["eval"].get("episode_return_mean", float("nan")),
                          "total_s": run["total_s"],

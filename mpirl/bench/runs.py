@@ -57,6 +57,12 @@ def time_to_return(run: dict, threshold: float) -> float:
     return float("inf")
 
 
+def mean_policy_lag(rows) -> float:
+    """Mean ``policy_lag`` over the metrics rows that have one (NaN when none do)."""
+    lags = [r["policy_lag"] for r in rows if isinstance(r.get("policy_lag"), float) and r["policy_lag"] == r["policy_lag"]]
+    return sum(lags) / len(lags) if lags else float("nan")
+
+
 def _float(v: str):
     try:
         return float(v)
