@@ -131,17 +131,23 @@ class PrioritizedReplay:
     # -- checkpoints ---------------------------------------------------------
     def state_dict(self) -> dict:
         """Buffer arrays plus ``priorities`` (stored p_i of filled rows), ``max_priority``, ``alpha``."""
-        d = self.buffer.state_dict()
-        d["priorities"] = self.tree.leaves()[:len(self)]
+        return self._with_priorities(self.buffer.state_dict(), len(self))
+
+    def _with_priorities(self, d: dict, rows: int) -> dict:
+        """``d`` plus ``priorities`` (the stored p_i of the first ``rows`` rows), ``max_priority``, ``alpha``."""
+        d["priorities"] = self.tree.leaves()[:rows]
         d["max_priority"] = np.array(self._max_priority, dtype=np.float64)
         d["alpha"] = np.array(self.alpha, dtype=np.float64)
         return d
 
+    def _check_alpha(self, d: dict) -> None:
+        # Stored priorities carry the old exponent; mixing them would skew P(i).
+        if float(d["alpha"]) != self.alpha:
+            raise ValueError(f"replay state has alpha={float(d['alpha'])}, this replay uses {self.alpha}")
+
     def load_state_dict(self, d: dict) -> None:
         """Restore transitions, insert position and priorities from :meth:`state_dict` output."""
-        if float(d["alpha"]) != self.alpha:
-            # Stored priorities carry the old exponent; mixing them would skew P(i).
-            raise ValueError(f"replay state has alpha={float(d['alpha'])}, this replay uses {self.alpha}")
+        self._check_alpha(d)
         size = int(d["size"])
         pri = np.asarray(d["priorities"], dtype=np.float64)
         if pri.shape not in ((size,), (self.capacity,)):

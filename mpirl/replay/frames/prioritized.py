@@ -66,15 +66,11 @@ class PrioritizedFrameReplay(PrioritizedReplay):
     def state_dict(self) -> dict:
         """:meth:`FrameReplay.state_dict` plus ``priorities`` (of the written rows), ``max_priority``, ``alpha``."""
         d = self.buffer.state_dict()
-        d["priorities"] = self.tree.leaves()[:len(d["refs"])]
-        d["max_priority"] = np.array(self._max_priority, dtype=np.float64)
-        d["alpha"] = np.array(self.alpha, dtype=np.float64)
-        return d
+        return self._with_priorities(d, len(d["refs"]))
 
     def load_state_dict(self, d: dict) -> None:
         """Restore memory and priorities from :meth:`state_dict` output."""
-        if float(d["alpha"]) != self.alpha:
-            raise ValueError(f"replay state has alpha={float(d['alpha'])}, this replay uses {self.alpha}")
+        self._check_alpha(d)
         pri = np.asarray(d["priorities"], dtype=np.float64)
         filled = len(np.asarray(d["refs"]))
         if pri.shape != (filled,):
