@@ -14,6 +14,14 @@ def lr_at(a, env_steps: int, total_env_steps: int) -> float:
     return linear_lr(a.lr, a.lr_decay, env_steps, total_env_steps)
 
 
+def linear_anneal(start: float, end, env_steps: int, total_env_steps: int) -> float:
+    """``start`` moved linearly to ``end`` over ``total_env_steps`` (then ``end``); ``end`` None: ``start``."""
+    if end is None:
+        return start
+    frac = min(1.0, env_steps / total_env_steps)
+    return start + frac * (end - start)
+
+
 def linear_epsilon(start: float, end: float, decay_steps: int, env_steps: int) -> float:
     """Exploration rate falling linearly from ``start`` to ``end`` over ``decay_steps``, then ``end``."""
     frac = min(1.0, env_steps / decay_steps)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mpirl.algos.impala.config import ImpalaConfig
-from mpirl.algos._schedules import lr_at
+from mpirl.algos._schedules import linear_anneal, lr_at
 from mpirl.algos.impala.learner import ImpalaLearner
 from mpirl.algos.impala.messages import UnrollBatch, fill_unroll, unroll_spec
 from mpirl.functional import unroll_discounts, vtrace
@@ -189,6 +189,28 @@ def test_lr_decays_linearly_to_zero():
     a = ImpalaConfig(lr=1e-3)
     assert [lr_at(a, s, 1000) for s in (0, 500, 1000, 2000)] == pytest.approx([1e-3, 5e-4, 0.0, 0.0])
     assert lr_at(ImpalaConfig(lr=1e-3, lr_decay=False), 900, 1000) == 1e-3
+
+
+def test_entropy_cost_anneals_linearly_to_its_final_value():
+    assert [linear_anneal(0.05, 0.01, s, 1000) for s in (0, 500, 1000, 2000)] == pytest.approx([0.05, 0.03, 0.01, 0.01])
+    assert linear_anneal(0.05, None, 900, 1000) == 0.05
+
+
+def test_learner_loss_uses_the_scheduled_entropy_cost():
+    # loss = pg + baseline - cost * entropy on the same batch and weights: the costs the schedule gives
+    # at 0, 500 and 1000 steps (0.05, 0.03, 0.01) must show in the loss as -cost * entropy.
+    actor = make_actor(5, 100, T=6)
+    out = actor.unroll()
+    batch = {k: out[k].copy() for k in ("obs", "action", "reward", "terminated", "reset", "policy_params")}
+    rows = {}
+    for steps in (0, 500, 1000):
+        torch.manual_seed(0)
+        lrn = learner(ImpalaConfig(hidden=[8], entropy_cost=0.05, entropy_cost_final=0.01), total_env_steps=1000)
+        rows[steps] = lrn.update(batch, steps)
+    assert [rows[s]["entropy_cost"] for s in (0, 500, 1000)] == pytest.approx([0.05, 0.03, 0.01])
+    for s in (500, 1000):
+        r0, r = rows[0], rows[s]
+        assert r["loss"] - r0["loss"] == pytest.approx((0.05 - r["entropy_cost"]) * r0["entropy"], rel=1e-4)
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])

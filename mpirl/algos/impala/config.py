@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from mpirl.options import distribution_opt, encoder_opt, opt, shared_encoder_opt
 
@@ -43,6 +44,9 @@ class ImpalaConfig:
                                    "much sooner than targets near 100.", min=0.0)
     baseline_cost: float = opt(0.5, "Weight of the value (baseline) loss 0.5 * (v_s - V(x_s))^2.", min=0.0)
     entropy_cost: float = opt(0.01, "Weight of the entropy bonus (subtracted from the loss).", min=0.0)
+    entropy_cost_final: Optional[float] = opt(
+        None, "Entropy cost at `total_env_steps`, reached linearly from `entropy_cost` (steps the learner has "
+              "received, as `lr_decay`): explore early, act near-greedily late. Unset: constant.", min=0.0)
     clip_rho_threshold: float = opt(1.0, "V-trace rho-bar: clipping of the importance weights in the value "
                                          "targets.", min=0.0)
     clip_pg_rho_threshold: float = opt(1.0, "Clipping of the importance weights of the policy-gradient "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpirl.algos._schedules import linear_lr
+from mpirl.algos._schedules import linear_anneal, linear_lr
 from mpirl.functional import impala_loss
 from mpirl.learner import Learner, UsesLearner
 
@@ -39,12 +39,14 @@ class ImpalaLearner(UsesLearner):
         T = t["action"].shape[0]
         log_pi, entropy = dist.log_prob_and_entropy(params[:T], t["action"])
         log_mu = dist.log_prob(t["policy_params"], t["action"])
+        entropy_cost = linear_anneal(a.entropy_cost, a.entropy_cost_final, env_steps, self.total_env_steps)
         out = impala_loss(log_pi, log_mu, entropy, values, t["reward"] * a.reward_scale, t["terminated"], t["reset"],
-                          a.gamma, a.baseline_cost, a.entropy_cost, a.clip_rho_threshold, a.clip_pg_rho_threshold)
+                          a.gamma, a.baseline_cost, entropy_cost, a.clip_rho_threshold, a.clip_pg_rho_threshold)
         self.learner.set_lr(linear_lr(a.lr, a.lr_decay, env_steps, self.total_env_steps))
         stats = self.learner.step(out.loss)
         return {"loss": stats["loss"], "pg_loss": float(out.pg_loss), "baseline_loss": float(out.baseline_loss),
-                "entropy": float(out.entropy), "grad_norm": stats["grad_norm"], "lr": stats["lr"],
+                "entropy": float(out.entropy), "entropy_cost": entropy_cost, "grad_norm": stats["grad_norm"],
+                "lr": stats["lr"],
                 "nonfinite_skipped": stats["nonfinite_skipped"]}
 
     def state_dict(self) -> dict:
