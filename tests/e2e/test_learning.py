@@ -28,12 +28,14 @@ def test_minatar_breakout_impala_learns_in_600k_steps(run_mpirl, tmp_path):
 
     A uniformly random policy scores about 0.6 and the first plateau of the untuned job was 5 at 1M steps;
     over seeds 0-9 x {native, default} kernels the shortened job's greedy return was 5.94 and up, median
-    about 8 (docs/benchmarks.md, "MinAtar Breakout"), so 4 keeps a margin on any machine.
+    about 8 (docs/benchmarks.md, "MinAtar Breakout"), so 4 keeps a margin on any machine. The job's
+    entropy schedule spans its 4M steps; the cut holds the cost at its starting 0.05, as those runs did.
     """
     pytest.importorskip("minatar", reason="the minatar extra is not installed (pip install 'mpirl[minatar]')")
     run = str(tmp_path / "run")
     p = run_mpirl(["train", os.path.join(ROOT, "jobs", "minatar_breakout_impala.toml"), "--run-dir", run,
-                   "--set", "total_env_steps=600000", "--set", "log.tensorboard=false"], n=3, timeout=300)
+                   "--set", "total_env_steps=600000", "--set", "impala.entropy_cost_final=0.05",
+                   "--set", "log.tensorboard=false"], n=3, timeout=300)
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout.strip().splitlines()[-1])
     assert result["episodes"] == 100 and result["env_id"] == "MinAtar/Breakout-v1"
