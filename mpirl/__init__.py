@@ -1,11 +1,12 @@
 """mpirl: MPI-native distributed reinforcement learning."""
 __version__ = "0.1.0"
 
-__all__ = ["VTraceReturns", "vtrace"]
+__all__ = ["VTraceReturns", "gae", "ppo_loss", "vtrace"]
 
 # Torch-backed names, imported on first access (PEP 562) so that `import mpirl`
 # stays cheap: tabular runs and the CLI's start-up never pay for importing torch.
-_LAZY = {"vtrace": "mpirl.functional.vtrace", "VTraceReturns": "mpirl.functional.vtrace"}
+_LAZY = {"vtrace": "mpirl.functional.vtrace", "VTraceReturns": "mpirl.functional.vtrace",
+         "gae": "mpirl.functional.ppo", "ppo_loss": "mpirl.functional.ppo"}
 
 
 def __getattr__(name):
