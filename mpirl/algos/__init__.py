@@ -15,6 +15,7 @@ _ALGOS = {
     "a2c": "mpirl.algos.a2c",
     "a3c": "mpirl.algos.a3c",
     "gossip_a2c": "mpirl.algos.gossip_a2c",
+    "ppo": "mpirl.algos.ppo",
 }
 
 

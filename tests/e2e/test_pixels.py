@@ -29,7 +29,8 @@ hidden = [32]
 """
 
 EXTRA = {"dqn": "learning_starts = 200\nbatch_size = 32", "apex": "learning_starts = 200\nbatch_size = 32",
-         "impala": "unroll_length = 10", "a2c": "t_max = 8", "a3c": "t_max = 8", "gossip_a2c": "t_max = 8"}
+         "impala": "unroll_length = 10", "a2c": "t_max = 8", "a3c": "t_max = 8", "gossip_a2c": "t_max = 8",
+         "ppo": "num_steps = 32"}
 
 
 @pytest.mark.parametrize("algo", sorted(EXTRA))
@@ -46,7 +47,7 @@ def test_every_torch_algorithm_trains_on_minatar_frames(run_mpirl, tmp_path, alg
     assert convs and all(state[k].shape == (16, 4, 3, 3) for k in convs), sorted(state)
 
 
-@pytest.mark.parametrize("algo", ["impala", "a2c", "a3c"])
+@pytest.mark.parametrize("algo", ["impala", "a2c", "a3c", "ppo"])
 def test_a_shared_encoder_trains_and_plays_on_minatar_frames(run_mpirl, tmp_path, algo):
     job = tmp_path / f"{algo}.toml"
     job.write_text(MINATAR_JOB.format(algo=algo, steps=3000, extra=EXTRA[algo] + "\nshared_encoder = true"))

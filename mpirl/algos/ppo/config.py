@@ -1,0 +1,63 @@
+"""Configuration of PPO (`[ppo]`): synchronous data-parallel, every rank a learner."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from mpirl.options import distribution_opt, encoder_opt, opt, shared_encoder_opt
+
+
+@dataclass
+class PPOConfig:
+    """PPO (`algo = "ppo"`, Schulman et al. 2017) run as DD-PPO does: every rank collects and learns.
+
+    Defaults are cleanRL's `ppo.py` (CartPole) settings; the key names follow
+    cleanRL where mpirl has no name of its own.
+    """
+
+    SECTION = "ppo"
+
+    hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
+    encoder: str = encoder_opt("tanh", " in each tower")
+    distribution: str = distribution_opt()
+    shared_encoder: bool = shared_encoder_opt()
+    num_steps: int = opt(128, "Steps per environment copy per iteration (each rank collects num_steps x "
+                              "env.num_envs steps, then updates).", min=1)
+    update_epochs: int = opt(4, "Passes over the iteration's samples.", min=1)
+    num_minibatches: int = opt(4, "Minibatches per epoch on each rank; each is one optimizer step whose gradient "
+                                  "is averaged over the ranks with one Allreduce.", min=1)
+    lr: float = opt(2.5e-4, "Initial learning rate (Adam).", min=0.0)
+    lr_decay: bool = opt(True, "Anneal the learning rate linearly to 0 over `total_env_steps` (all ranks).")
+    optimizer: str = opt("adam", "Optimizer of the replicas.", choices=["adam", "rmsprop"])
+    rmsprop_alpha: float = opt(0.99, "RMSprop smoothing constant.", min=0.0, max=1.0)
+    rmsprop_eps: float = opt(1e-5, "RMSprop epsilon.", min=0.0)
+    gamma: float = opt(0.99, "Discount factor.", min=0.0, max=1.0)
+    gae_lambda: float = opt(0.95, "lambda of generalized advantage estimation.", min=0.0, max=1.0)
+    clip_coef: float = opt(0.2, "Clipping range epsilon of the probability ratio (and of the value change when "
+                                "`clip_vloss`).", min=0.0)
+    clip_vloss: bool = opt(True, "Clip the value loss around the rollout's values (the PPO reference "
+                                 "implementation's pessimistic value loss).")
+    norm_adv: bool = opt(True, "Normalise the advantages with the mean and standard deviation of the iteration's "
+                               "samples on all ranks (one Allreduce of sums).")
+    value_cost: float = opt(0.5, "Weight of the value loss 0.5 * (V - R)^2 (c1 of the paper's eq. 9).", min=0.0)
+    entropy_cost: float = opt(0.01, "Weight of the entropy bonus (c2 of eq. 9).", min=0.0)
+    max_grad_norm: float = opt(0.5, "Global gradient-norm clipping of each averaged gradient (0 disables).",
+                               min=0.0)
+    target_kl: Optional[float] = opt(None, "Early stop: an iteration's epochs end at the first minibatch whose KL "
+                                           "estimate, averaged over ranks, exceeds 1.5 x target_kl (that minibatch "
+                                           "is not applied). Unset: all epochs run.", min=0.0)
+    torch_threads: int = opt(1, "torch intra-op threads per rank (1: ranks share the cores).", min=1)
+
+    def __post_init__(self):
+        from mpirl.errors import ConfigError
+
+        if not self.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden):
+            raise ConfigError(f"key 'ppo.hidden' must be a non-empty list of positive integers, got {self.hidden!r}")
+
+
+def network_config(a: PPOConfig):
+    """The policy-value network the section describes (:func:`mpirl.networks.make_networks`)."""
+    from mpirl.networks import NetworkConfig
+
+    return NetworkConfig("policy_value", tuple(a.hidden), "tanh", encoder=a.encoder, distribution=a.distribution,
+                         key="ppo", shared_encoder=a.shared_encoder)
