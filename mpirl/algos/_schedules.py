@@ -16,10 +16,7 @@ def lr_at(a, env_steps: int, total_env_steps: int) -> float:
 
 def linear_anneal(start: float, end, env_steps: int, total_env_steps: int) -> float:
     """``start`` moved linearly to ``end`` over ``total_env_steps`` (then ``end``); ``end`` None: ``start``."""
-    if end is None:
-        return start
-    frac = min(1.0, env_steps / total_env_steps)
-    return start + frac * (end - start)
+    return start if end is None else linear_epsilon(start, end, total_env_steps, env_steps)
 
 
 def linear_epsilon(start: float, end: float, decay_steps: int, env_steps: int) -> float:
