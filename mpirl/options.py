@@ -24,8 +24,10 @@ def encoder_opt(activation: str, where: str = ""):
 
 def distribution_opt():
     """The ``distribution`` key of a policy-gradient algorithm's section."""
-    return opt("categorical", "Action distribution of the policy (`categorical`), or a user class "
-                              "`package.module:Class` (docs/architecture.md).")
+    return opt("auto", "Action distribution of the policy: `auto` (`categorical` for discrete actions, `gaussian` "
+                       "for Box ones), `categorical`, `gaussian` (diagonal, state-independent log std; actions "
+                       "clipped to the Box at the environment only), `tanh_gaussian` (squashed into the Box), or a "
+                       "user class `package.module:Class` (docs/architecture.md).")
 
 
 def shared_encoder_opt():

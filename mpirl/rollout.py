@@ -78,6 +78,8 @@ class UnrollActor:
 
             dist = Categorical(self.spec.action)
         self.dist = dist
+        # What the environment is stepped with (a Box's clip or squash); the unroll keeps the sampled action.
+        self.to_env = getattr(dist, "to_env", None) or (lambda a: a)
         self.T, self.B = unroll_length, envs.num_envs
         T, B = self.T, self.B
         self.out = {
@@ -111,7 +113,7 @@ class UnrollActor:
         steps = 0
         for t in range(self.T):
             actions, params = self.act(o["obs"][t])
-            obs, reward, term, trunc, _ = self.envs.step(actions)
+            obs, reward, term, trunc, _ = self.envs.step(self.to_env(actions))
             o["obs"][t + 1] = obs
             o["action"][t], o["policy_params"][t] = actions, params
             o["reset"][t], o["reward"][t], o["terminated"][t], o["truncated"][t], n = \

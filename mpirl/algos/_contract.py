@@ -71,10 +71,15 @@ def greedy_policy(state: dict, cfg, network_config, prefix: str):
     load_module_arrays(prefix, net, state)
     net.eval()
 
+    to_env = getattr(getattr(net, "dist", None), "to_env", None)
+
     def policy(obs):
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(obs, dtype=spec.obs_dtype).reshape(1, *spec.obs_shape))
-            return int(net.greedy(x)[0])
+            if spec.action.kind == "discrete":
+                return int(net.greedy(x)[0])
+            action = net.greedy(x)[0].numpy()
+            return to_env(action) if to_env is not None else action
 
     return policy
 

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from mpirl.errors import ConfigError
-from mpirl.networks.distributions import DISTRIBUTIONS, Categorical
+from mpirl.networks.distributions import AUTO, DISTRIBUTIONS, Categorical, DiagGaussian, TanhGaussian
 from mpirl.networks.encoders import ENCODERS, FlatteningMLPEncoder, MLPEncoder, mlp, mlp_encoder
-from mpirl.networks.heads import PolicyValueNet, QNet, SharedPolicyValueNet, Tower, tower
+from mpirl.networks.heads import PolicyValueNet, QNet, SharedPolicyValueNet, Tower, orthogonal_init, tower
+from mpirl.networks.normalize import ObsNormalized, RewardScaler, RunningNorm
 
-__all__ = ["Categorical", "DISTRIBUTIONS", "ENCODERS", "FlatteningMLPEncoder", "MLPEncoder", "NetworkConfig",
-           "PolicyValueNet", "QNet", "SharedPolicyValueNet", "Tower", "make_distribution", "make_networks", "mlp", "mlp_encoder", "resolve",
-           "tower"]
+__all__ = ["Categorical", "DISTRIBUTIONS", "DiagGaussian", "ENCODERS", "FlatteningMLPEncoder", "MLPEncoder",
+           "NetworkConfig", "ObsNormalized", "PolicyValueNet", "QNet", "RewardScaler", "RunningNorm",
+           "SharedPolicyValueNet", "TanhGaussian", "Tower", "make_distribution", "make_networks", "mlp",
+           "mlp_encoder", "orthogonal_init", "resolve", "tower"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,12 @@ class NetworkConfig:
 
     ``shared_encoder`` (policy_value only): one encoder under both heads
     instead of one per tower. ``key`` is the job-file section the settings
-    came from (``impala``), named in errors.
+    came from (``impala``), named in errors. ``distribution`` ``"auto"``:
+    a Categorical for discrete actions, a diagonal Gaussian for Box ones.
+    ``init`` ``"orthogonal"`` (policy_value only): :func:`orthogonal_init`;
+    ``"default"``: torch's own. ``obs_norm``: observations pass through a
+    :class:`~mpirl.networks.normalize.RunningNorm` (clipped at ``obs_clip``)
+    first, vectors only.
     """
 
     kind: str
@@ -45,6 +52,9 @@ class NetworkConfig:
     distribution: str = "categorical"
     key: str = "agent"
     shared_encoder: bool = False
+    init: str = "default"
+    obs_norm: bool = False
+    obs_clip: float = 10.0
 
     @property
     def nested_torso(self) -> bool:
@@ -72,7 +82,8 @@ def resolve(name: str, table: dict, what: str, key: str):
 
 def make_distribution(env_spec, cfg: NetworkConfig):
     """The action distribution family ``cfg.distribution`` for ``env_spec``'s actions."""
-    cls = resolve(cfg.distribution, DISTRIBUTIONS, "distribution", f"{cfg.key}.distribution")
+    name = AUTO.get(env_spec.action.kind, "") if cfg.distribution == "auto" else cfg.distribution
+    cls = resolve(name, DISTRIBUTIONS, "distribution", f"{cfg.key}.distribution")
     kinds = getattr(cls, "supports", ())
     if env_spec.action.kind not in kinds:
         raise ConfigError(f"distribution {cfg.distribution!r} (key '{cfg.key}.distribution') handles "
@@ -104,9 +115,18 @@ def make_networks(env_spec, cfg: NetworkConfig):
             raise ConfigError(f"Q-learning needs discrete actions, not {env_spec.action.kind} (key 'env.id')",
                               key="env.id")
         return QNet(make_encoder(env_spec, cfg), env_spec.action.n, obs_ndim, dueling=cfg.dueling)
-    if cfg.kind == "policy_value" and cfg.shared_encoder:
-        return SharedPolicyValueNet(make_encoder(env_spec, cfg), make_distribution(env_spec, cfg), obs_ndim)
-    if cfg.kind == "policy_value":
-        return PolicyValueNet(lambda: make_encoder(env_spec, cfg), make_distribution(env_spec, cfg), obs_ndim)
-    raise ValueError(f"unknown network kind {cfg.kind!r}")
+    if cfg.kind != "policy_value":
+        raise ValueError(f"unknown network kind {cfg.kind!r}")
+    if cfg.shared_encoder:
+        net = SharedPolicyValueNet(make_encoder(env_spec, cfg), make_distribution(env_spec, cfg), obs_ndim)
+    else:
+        net = PolicyValueNet(lambda: make_encoder(env_spec, cfg), make_distribution(env_spec, cfg), obs_ndim)
+    if cfg.init == "orthogonal":
+        orthogonal_init(net)
+    if cfg.obs_norm:
+        if env_spec.obs_kind == "image":
+            raise ConfigError(f"key '{cfg.key}.norm_obs' normalises vector observations; frames are scaled by their "
+                              f"encoder (set it false)", key=f"{cfg.key}.norm_obs")
+        net = ObsNormalized(net, env_spec.obs_shape, cfg.obs_clip)
+    return net
 

@@ -7,6 +7,8 @@ needs (the distribution's parameters, or Q-values); learners call ``forward``.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -16,17 +18,25 @@ def _split(obs: torch.Tensor, obs_ndim: int) -> tuple[tuple, torch.Tensor]:
     return lead, obs.reshape(-1, *obs.shape[obs.ndim - obs_ndim:])
 
 
+def policy_head(dist, in_dim: int) -> nn.Module:
+    """The layer from features to ``dist``'s parameters: ``dist.head(in_dim)``, or a linear layer for a user's
+    distribution class without one."""
+    make = getattr(dist, "head", None)
+    return make(in_dim) if callable(make) else nn.Linear(in_dim, dist.num_params)
+
+
 class Tower(nn.Sequential):
-    """An encoder followed by a linear head of ``out_dim`` outputs, for any leading dimensions.
+    """An encoder followed by a head (a linear layer of ``out`` outputs, or the module ``out``), for any
+    leading dimensions.
 
     An encoder that is a Sequential with a ``prepare`` method (a flattening
     MLP encoder) has its layers spliced in, so the parameter names stay flat;
     any other encoder module becomes child ``0`` and the head child ``1``.
     """
 
-    def __init__(self, encoder: nn.Module, out_dim: int, obs_ndim: int):
+    def __init__(self, encoder: nn.Module, out, obs_ndim: int):
         spliced = isinstance(encoder, nn.Sequential) and callable(getattr(encoder, "prepare", None))
-        head = nn.Linear(encoder.out_dim, out_dim)
+        head = nn.Linear(encoder.out_dim, out) if isinstance(out, int) else out
         super().__init__(*(list(encoder) if spliced else [encoder]), head)
         self.prepare = encoder.prepare if spliced else (lambda x: x)
         self.obs_ndim = obs_ndim
@@ -38,8 +48,8 @@ class Tower(nn.Sequential):
         return super().forward(self.prepare(flat)).reshape(*lead, -1)
 
 
-def tower(encoder: nn.Module, out_dim: int, obs_ndim: int) -> nn.Sequential:
-    """``encoder`` then a linear head of ``out_dim`` outputs.
+def tower(encoder: nn.Module, out, obs_ndim: int) -> nn.Sequential:
+    """``encoder`` then a head: a linear layer of ``out`` outputs, or the module ``out``.
 
     An MLP encoder of flat float32 vectors (``prepare`` None) gives a plain
     Sequential of its layers and the head: nn.Linear takes any leading
@@ -47,8 +57,8 @@ def tower(encoder: nn.Module, out_dim: int, obs_ndim: int) -> nn.Sequential:
     other encoder gives a :class:`Tower`.
     """
     if isinstance(encoder, nn.Sequential) and hasattr(encoder, "prepare") and encoder.prepare is None:
-        return nn.Sequential(*encoder, nn.Linear(encoder.out_dim, out_dim))
-    return Tower(encoder, out_dim, obs_ndim)
+        return nn.Sequential(*encoder, nn.Linear(encoder.out_dim, out) if isinstance(out, int) else out)
+    return Tower(encoder, out, obs_ndim)
 
 
 class PolicyValueNet(nn.Module):
@@ -65,7 +75,8 @@ class PolicyValueNet(nn.Module):
         self.dist, self.obs_ndim = dist, obs_ndim
         # make_encoder() is called once per tower, the policy's first: the layers are created (and drawn
         # from the seed) in the order encoder, head, encoder, head.
-        self.actor = tower(make_encoder(), dist.num_params, obs_ndim)
+        enc = make_encoder()
+        self.actor = tower(enc, policy_head(dist, enc.out_dim), obs_ndim)
         self.critic = tower(make_encoder(), 1, obs_ndim)
         # policy(obs) is the actor tower itself: one module call per acting step, not two. Set past
         # nn.Module's registration so the tower is not listed (and saved) twice.
@@ -107,7 +118,7 @@ class SharedPolicyValueNet(nn.Module):
         super().__init__()
         self.dist, self.obs_ndim = dist, obs_ndim
         self.encoder = encoder
-        self.policy_head = nn.Linear(encoder.out_dim, dist.num_params)
+        self.policy_head = policy_head(dist, encoder.out_dim)
         self.value_head = nn.Linear(encoder.out_dim, 1)
 
     def _features(self, obs: torch.Tensor) -> tuple[tuple, torch.Tensor]:
@@ -131,6 +142,27 @@ class SharedPolicyValueNet(nn.Module):
     def greedy(self, obs: torch.Tensor) -> torch.Tensor:
         """The greedy actions: the mode of the policy's distribution."""
         return self.dist.mode(self.policy(obs))
+
+
+def _layers(module: nn.Module) -> list:
+    return [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def orthogonal_init(net: nn.Module) -> None:
+    """cleanRL's PPO initialisation: orthogonal weights of gain sqrt(2) and zero biases, the policy head's gain
+    0.01 (a near-uniform first policy, Andrychowicz et al. 2021, "What matters in on-policy RL") and the value
+    head's 1."""
+    if any(p.is_meta for p in net.parameters()):  # shapes only (state_shapes): nothing to initialise
+        return
+    for m in _layers(net):
+        nn.init.orthogonal_(m.weight, math.sqrt(2.0))
+        nn.init.zeros_(m.bias)
+    if isinstance(net, SharedPolicyValueNet):
+        policy, value = net.policy_head, net.value_head
+    else:
+        policy, value = net.actor[-1], net.critic[-1]
+    nn.init.orthogonal_(_layers(policy)[-1].weight, 0.01)
+    nn.init.orthogonal_(_layers(value)[-1].weight, 1.0)
 
 
 class QNet(nn.Module):

@@ -228,3 +228,10 @@ def test_eval_zero_episodes(run_mpirl, trained_run):
 def test_greedy_stop_check_refused_where_unsupported(run_mpirl, write_job, tmp_path):
     cp = run_mpirl(["train", write_job(), "--run-dir", str(tmp_path / "run"), "--set", "stop.greedy_episodes=10"])
     assert_usage_error(cp, "--set stop.greedy_episodes", "not supported by algo 'tabular_q'")
+
+
+@pytest.mark.parametrize("algo", ["dqn", "apex"])
+def test_value_based_algorithms_refuse_box_actions(run_mpirl, write_job, tmp_path, algo):
+    job = write_job(f'algo = "{algo}"\n[env]\nid = "Pendulum-v1"\n')
+    cp = run_mpirl(["train", job, "--run-dir", str(tmp_path / "run")], n=2)
+    assert_usage_error(cp, f"algo {algo!r}", "Discrete action space", "'Pendulum-v1'", "Box(", "env.id")

@@ -146,8 +146,9 @@ def test_autoreset_bookkeeping():
     assert finished == [2.0, 4.0]  # copy 0's episode: 1 + 3, truncated
 
 
-def test_the_contract_takes_frames_and_refuses_box_actions_naming_env_id():
-    from mpirl.algos import impala
+def test_the_contract_takes_frames_and_box_actions_and_dqn_refuses_box_naming_env_id():
+    from mpirl.algos import dqn, impala
+    from mpirl.algos.dqn.config import DQNConfig
     from mpirl.algos.impala.config import ImpalaConfig
     from mpirl.errors import ConfigError
 
@@ -157,6 +158,9 @@ def test_the_contract_takes_frames_and_refuses_box_actions_naming_env_id():
     assert shapes["net/actor.0.weight"] == (8, 60) and shapes["net/actor.2.weight"] == (3, 8)
     box = Frames()
     box.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    with pytest.raises(ConfigError, match="Discrete action space.*env.id") as e:
-        impala.check_env(cfg, box)
+    shapes = impala.state_shapes(cfg, box)  # a Gaussian head: means and a state-independent log std
+    assert shapes["net/actor.2.mean.weight"] == (2, 8) and shapes["net/actor.2.log_std"] == (2,)
+    dcfg = SimpleNamespace(algo="dqn", agent=DQNConfig(), env=SimpleNamespace(id="Frames-v0"))
+    with pytest.raises(ConfigError, match="Discrete action space.*Box.*env.id") as e:
+        dqn.check_env(dcfg, box)
     assert e.value.key == "env.id"

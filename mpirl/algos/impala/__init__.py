@@ -14,7 +14,7 @@ GREEDY_STOP = True
 #: On --resume only rank 0 receives the checkpoint's arrays: the actors get the weights it publishes.
 RESUME_STATE = "learner"
 #: Observation and action kinds this algorithm handles (mpirl.specs).
-SUPPORTS = {"obs": ("vector", "image"), "action": ("discrete",)}
+SUPPORTS = {"obs": ("vector", "image"), "action": ("discrete", "box")}
 
 _check, state_shapes, greedy_policy = _contract.functions(SUPPORTS, network_config, "net")
 

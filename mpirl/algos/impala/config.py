@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mpirl.options import distribution_opt, encoder_opt, opt, shared_encoder_opt
+from mpirl.algos._policy_value import PolicyValueKeys, network_config
+from mpirl.options import opt
+
+__all__ = ["ImpalaConfig", "LearnerConfig", "network_config"]
 
 
 @dataclass
@@ -16,15 +19,11 @@ class LearnerConfig:
 
 
 @dataclass
-class ImpalaConfig:
+class ImpalaConfig(PolicyValueKeys):
     """IMPALA (`algo = "impala"`, Espeholt et al. 2018): asynchronous actors, a batching V-trace learner on rank 0."""
 
     SECTION = "impala"
 
-    hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
-    encoder: str = encoder_opt("tanh", " in each tower")
-    distribution: str = distribution_opt()
-    shared_encoder: bool = shared_encoder_opt()
     unroll_length: int = opt(20, "Steps per environment copy in one unroll (an actor message holds "
                                  "unroll_length x env.num_envs steps).", min=1)
     batch_size: int = opt(2, "Unrolls (actor messages) per learner update, taken first come from any actor.", min=1)
@@ -56,18 +55,3 @@ class ImpalaConfig:
     weights_publish_period: int = opt(1, "Learner updates between two weight publications to the actors.", min=1)
     torch_threads: int = opt(1, "torch intra-op threads per rank (1: ranks share the cores).", min=1)
     learner: LearnerConfig = field(default_factory=LearnerConfig, metadata={"help": "The learner's device."})
-
-    def __post_init__(self):
-        from mpirl.errors import ConfigError
-
-        if not self.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden):
-            raise ConfigError(f"key 'impala.hidden' must be a non-empty list of positive integers, "
-                              f"got {self.hidden!r}")
-
-
-def network_config(a: ImpalaConfig):
-    """The policy-value network the section describes (:func:`mpirl.networks.make_networks`)."""
-    from mpirl.networks import NetworkConfig
-
-    return NetworkConfig("policy_value", tuple(a.hidden), "tanh", encoder=a.encoder, distribution=a.distribution,
-                         key="impala", shared_encoder=a.shared_encoder)

@@ -11,7 +11,7 @@ MIN_RANKS = 1
 #: Honours stop.greedy_episodes (RunContext.stop_confirmed).
 GREEDY_STOP = True
 #: Observation and action kinds this algorithm handles (mpirl.specs).
-SUPPORTS = {"obs": ("vector", "image"), "action": ("discrete",)}
+SUPPORTS = {"obs": ("vector", "image"), "action": ("discrete", "box")}
 
 check_env, state_shapes, greedy_policy = _contract.functions(SUPPORTS, network_config, "net")
 

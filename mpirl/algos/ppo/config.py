@@ -4,11 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from mpirl.options import distribution_opt, encoder_opt, opt, shared_encoder_opt
+from mpirl.algos._policy_value import PolicyValueKeys, network_config
+from mpirl.options import opt
+
+__all__ = ["PPOConfig", "network_config"]
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(PolicyValueKeys):
     """PPO (`algo = "ppo"`, Schulman et al. 2017) run as DD-PPO does: every rank collects and learns.
 
     Defaults are cleanRL's `ppo.py` (CartPole) settings; the key names follow
@@ -17,10 +20,9 @@ class PPOConfig:
 
     SECTION = "ppo"
 
-    hidden: list = opt([64, 64], "Hidden layer sizes of the policy MLP and of the (separate) value MLP.")
-    encoder: str = encoder_opt("tanh", " in each tower")
-    distribution: str = distribution_opt()
-    shared_encoder: bool = shared_encoder_opt()
+    init: str = opt(
+        "orthogonal", "Initial weights: `orthogonal` (cleanRL's PPO: gain sqrt(2), zero biases, 0.01 for the policy "
+                      "head and 1 for the value head), or `default` (torch's).", choices=["default", "orthogonal"])
     num_steps: int = opt(128, "Steps per environment copy per iteration (each rank collects num_steps x "
                               "env.num_envs steps, then updates).", min=1)
     update_epochs: int = opt(4, "Passes over the iteration's samples.", min=1)
@@ -39,6 +41,14 @@ class PPOConfig:
                                  "implementation's pessimistic value loss).")
     norm_adv: bool = opt(True, "Normalise the advantages with the mean and standard deviation of the iteration's "
                                "samples on all ranks (one Allreduce of sums).")
+    norm_obs: bool = opt(False, "Normalise observations by their running mean and variance over all ranks (vector "
+                                "observations; updated after each iteration, stored with the network in "
+                                "checkpoints and applied by `mpirl eval`).")
+    clip_obs: float = opt(10.0, "Normalised observations are clipped to [-clip_obs, clip_obs].", min=0.0)
+    norm_reward: bool = opt(False, "Divide the rewards the loss sees by the running standard deviation of the "
+                                   "discounted return over all ranks (episode returns and the stop rule stay "
+                                   "unscaled).")
+    clip_reward: float = opt(10.0, "Scaled rewards are clipped to [-clip_reward, clip_reward].", min=0.0)
     value_cost: float = opt(0.5, "Weight of the value loss 0.5 * (V - R)^2 (c1 of the paper's eq. 9).", min=0.0)
     entropy_cost: float = opt(0.01, "Weight of the entropy bonus (c2 of eq. 9).", min=0.0)
     max_grad_norm: float = opt(0.5, "Global gradient-norm clipping of each averaged gradient (0 disables).",
@@ -48,16 +58,3 @@ class PPOConfig:
                                            "is not applied). Unset: all epochs run.", min=0.0)
     torch_threads: int = opt(1, "torch intra-op threads per rank (1: ranks share the cores).", min=1)
 
-    def __post_init__(self):
-        from mpirl.errors import ConfigError
-
-        if not self.hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden):
-            raise ConfigError(f"key 'ppo.hidden' must be a non-empty list of positive integers, got {self.hidden!r}")
-
-
-def network_config(a: PPOConfig):
-    """The policy-value network the section describes (:func:`mpirl.networks.make_networks`)."""
-    from mpirl.networks import NetworkConfig
-
-    return NetworkConfig("policy_value", tuple(a.hidden), "tanh", encoder=a.encoder, distribution=a.distribution,
-                         key="ppo", shared_encoder=a.shared_encoder)

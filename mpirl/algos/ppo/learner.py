@@ -4,8 +4,9 @@ It does not know about ranks or MPI. Two hooks hold the group: ``grad_reduce``
 (an :class:`~mpirl.learner.AllreduceMean` whose tail carries each
 minibatch's KL estimate, so every replica takes the same early-stop
 decision) and ``sum_reduce(array)``, which sums a small float64 array over
-the group in place (the advantages' global mean and variance). Without them
-it is single-process PPO.
+the group in place (the advantages' global mean and variance, and the
+moments of the observation and return normalisers). Without them it is
+single-process PPO.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from mpirl.algos._schedules import lr_at
 from mpirl.functional.ppo import gae, ppo_loss
 from mpirl.learner import Learner, UsesLearner
+from mpirl.networks.normalize import RewardScaler, moments
 
 #: Values each minibatch's gradient carries in the Allreduce tail.
 TAIL = ("approx_kl",)
@@ -29,7 +31,7 @@ class PPOLearner(UsesLearner):
     """
 
     def __init__(self, a, net: torch.nn.Module, total_env_steps: int, rng: np.random.Generator,
-                 grad_reduce=None, sum_reduce=None, max_nonfinite: int = 0):
+                 grad_reduce=None, sum_reduce=None, max_nonfinite: int = 0, num_envs: int = 1):
         self.a, self.total_env_steps, self.rng = a, total_env_steps, rng
         self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, max_grad_norm=a.max_grad_norm,
                                max_nonfinite=max_nonfinite, fused=False, rmsprop_alpha=a.rmsprop_alpha,
@@ -38,6 +40,9 @@ class PPOLearner(UsesLearner):
         self.net, self.dist = self.learner.net, net.dist
         self.flat = self.learner.flat
         self.grad_reduce, self.sum_reduce = grad_reduce, sum_reduce
+        self.obs_norm = getattr(net, "obs_norm", None)
+        self.reward_scaler = (RewardScaler(num_envs, a.gamma, a.clip_reward, sum_reduce=sum_reduce)
+                              if a.norm_reward else None)
 
     def set_lr_for(self, env_steps: int) -> None:
         """Use the annealed learning rate of ``env_steps`` (all ranks) for the next iteration."""
@@ -75,6 +80,8 @@ class PPOLearner(UsesLearner):
     def update(self, unroll: dict) -> dict:
         """One PPO iteration on this rank's unroll; returns the means of the loss parts over applied steps."""
         a = self.a
+        if self.reward_scaler is not None:
+            unroll = dict(unroll, reward=self.reward_scaler(unroll["reward"], unroll["reset"]))
         s = self.samples(unroll)
         if a.norm_adv:
             s["adv"] = self._normalised(s["adv"])
@@ -96,11 +103,21 @@ class PPOLearner(UsesLearner):
                 sums["grad_norm"] += stats["grad_norm"]
             if stopped:
                 break
+        if self.obs_norm is not None:
+            self._update_obs_norm(s["obs"])
         means = {k: v / max(steps, 1) for k, v in sums.items()}
         var = float(s["ret"].var()) if n > 1 else float("nan")
         explained = 1.0 - float((s["ret"] - s["value_old"]).var()) / var if var > 0 else float("nan")
         return {**means, "minibatch_steps": steps, "kl_stopped": int(stopped), "explained_variance": explained,
                 "lr": self.learner.lr, "nonfinite_skipped": self.learner.guard.metrics()["nonfinite_skipped"]}
+
+    def _update_obs_norm(self, obs: torch.Tensor) -> None:
+        # After the epochs: the iteration acted and learned under one set of statistics, so the behaviour
+        # log-probabilities stay those of the network being trained.
+        sums = moments(obs.numpy())
+        if self.sum_reduce is not None:
+            self.sum_reduce(sums)
+        self.obs_norm.update(sums)
 
     def _loss(self, s: dict, idx: torch.Tensor):
         a = self.a
@@ -120,9 +137,13 @@ class PPOLearner(UsesLearner):
         return float(self.grad_reduce.tail[0]) / self.grad_reduce.world.size
 
     def state_dict(self) -> dict:
-        """Network and optimizer (with its current learning rate) as named arrays."""
-        return self.learner.state_dict("net")
+        """Network (with its observation statistics), optimizer (with its current learning rate) and the reward
+        scaler's statistics as named arrays."""
+        extra = self.reward_scaler.state_arrays() if self.reward_scaler is not None else {}
+        return {**self.learner.state_dict("net"), **extra}
 
     def load_state_dict(self, arrays: dict) -> None:
         """Restore what :meth:`state_dict` saved (the flat views stay intact)."""
         self.learner.load_state_dict(arrays, "net")
+        if self.reward_scaler is not None and "reward_norm/var" in arrays:
+            self.reward_scaler.load_state_arrays(arrays)
