@@ -22,7 +22,7 @@ $(VENV)/.installed: $(BIN)/python setup.py constraints.txt
 
 # The tests also run the pixel workloads (MinAtar, Atari).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e ".[mpich,bench,tensorboard,test,minatar,atari]"
+	$(PIP) install -q -c constraints.txt -e ".[mpich,bench,tensorboard,test,minatar,atari,mujoco]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -25,6 +25,9 @@ setup(
         # AtariPreprocessing resizes with OpenCV).
         "minatar": ["minatar>=1.0.15"],
         "atari": ["ale-py>=0.9", "opencv-python-headless>=4.5"],
+        # Continuous control: gymnasium's MuJoCo tasks (HalfCheetah-v5, Hopper-v5, Walker2d-v5); its renderer
+        # imports imageio.
+        "mujoco": ["mujoco>=3.1", "imageio>=2.14"],
         # The viewer for the run directory's tb/ event files (mpirl writes them without it).
         "tensorboard": ["tensorboard>=2.10"],
         "test": ["pytest>=7", "pytest-mpi>=0.6", "hypothesis>=6", "tensorboard>=2.10", "matplotlib>=3.5"],

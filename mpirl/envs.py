@@ -3,7 +3,9 @@
 Environment families that live in their own package register on first use:
 ``MinAtar/<Game>-v1`` (the ``minatar`` package, ``pip install 'mpirl[minatar]'``)
 and ``ALE/<Game>-v5`` (``ale-py``, ``pip install 'mpirl[atari]'``). A job that
-asks for one without its package gets a ConfigError naming the package.
+asks for one without its package gets a ConfigError naming the package, as
+does a MuJoCo task (``HalfCheetah-v5``; ``pip install 'mpirl[mujoco]'``)
+without the ``mujoco`` package.
 ``env.wrappers = "atari"`` applies the standard Atari preprocessing of
 :mod:`mpirl.atari`; every process (actors, the greedy checks, ``mpirl eval``)
 builds its environments here, so they all see the same observations.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 
 from mpirl.errors import ConfigError
 
@@ -47,12 +50,16 @@ def _spec(env_id: str):
 
     register_family(env_id)
     try:
-        return gym.spec(env_id)
+        spec = gym.spec(env_id)
     except Exception:
         ids = list(gym.registry.keys())
         close = difflib.get_close_matches(env_id, ids, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown env id {env_id!r} (key 'env.id'){hint}", key="env.id") from None
+    if "envs.mujoco" in str(spec.entry_point) and importlib.util.find_spec("mujoco") is None:
+        raise ConfigError(f"env id {env_id!r} (key 'env.id') needs the 'mujoco' package, which is not installed: "
+                          f"pip install 'mpirl[mujoco]'", key="env.id")
+    return spec
 
 
 def _check_wrappers(env_cfg, spec) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from mpirl.bench import output
 
-BENCHES = ("comm", "tabular", "startup", "apex", "impala", "actor_critic", "frames", "peers")
+BENCHES = ("comm", "tabular", "startup", "apex", "impala", "actor_critic", "frames", "peers", "ppo")
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
@@ -82,6 +82,7 @@ def test_help_reaches_the_bench_through_the_mpirl_command(capsys):
     ("impala", ["--ranks", "2-3", "5"], [2, 3, 5]),
     ("startup", ["--ranks", "1,2", "4"], [1, 2, 4]),
     ("actor_critic", ["--ranks", "4", "2"], [4, 2]),
+    ("ppo", ["--ranks", "1-2", "4"], [1, 2, 4]),
 ])
 def test_one_ranks_syntax_for_every_bench(what, argv, want):
     mod = _module(what)

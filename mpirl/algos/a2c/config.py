@@ -24,6 +24,9 @@ class ActorCriticConfig(PolicyValueKeys):
     max_grad_norm: float = opt(0.5, "Global gradient-norm clipping of each applied gradient (0 disables).",
                                min=0.0)
     gamma: float = opt(0.99, "Discount factor.", min=0.0, max=1.0)
+    reward_scale: float = opt(1.0, "Factor on the rewards in the loss (episode returns and the stop test stay "
+                                   "unscaled), as IMPALA's key: it sets the scale of the value targets. Pendulum's "
+                                   "rewards of -16..0 per step want about 0.1.", min=0.0)
     value_cost: float = opt(0.5, "Weight of the value loss 0.5 * (R_t - V(x_t))^2.", min=0.0)
     entropy_cost: float = opt(0.01, "Weight of the entropy bonus (subtracted from the loss).", min=0.0)
     torch_threads: int = opt(1, "torch intra-op threads per rank (1: ranks share the cores).", min=1)

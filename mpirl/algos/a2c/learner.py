@@ -45,7 +45,10 @@ class ActorCriticLearner(UsesLearner):
         params, values = self.net(torch.from_numpy(unroll["obs"]))
         actions = torch.from_numpy(unroll["action"])
         log_pi, entropy = self.dist.log_prob_and_entropy(params[: actions.shape[0]], actions)
-        out = a2c_loss(log_pi, entropy, values, torch.from_numpy(unroll["reward"]),
+        reward = torch.from_numpy(unroll["reward"])
+        if a.reward_scale != 1.0:
+            reward = reward * a.reward_scale
+        out = a2c_loss(log_pi, entropy, values, reward,
                        torch.from_numpy(unroll["terminated"]), torch.from_numpy(unroll["reset"]), a.gamma,
                        a.value_cost, a.entropy_cost)
         return out.loss, {"pg_loss": float(out.pg_loss), "value_loss": float(out.value_loss),
