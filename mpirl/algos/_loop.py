@@ -69,6 +69,14 @@ def absorb(counters: dict, window: ReturnWindow, msg) -> None:
     window.extend(msg["episode_returns"][:n])
 
 
+def absorb_sums(counters: dict, got: dict) -> float:
+    """Count a reduction's summed ``steps`` and ``episodes`` (a2c, gossip_a2c, ppo); returns the window's mean
+    return over all ranks, ``return_sum / return_count`` (NaN before any episode ended)."""
+    counters["env_steps"] += int(got["steps"])
+    counters["episodes"] += int(got["episodes"])
+    return got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
+
+
 class WeightPublisher:
     """Rank 0's weight publication to every actor: one preallocated send slot each.
 

@@ -10,6 +10,8 @@ another CPU. This bench runs each job for every seed under each kernel set
   episodes) reaches the claim (475 and -100, the gymnasium thresholds);
 - MinAtar Breakout jobs: the greedy evaluation reaches 15 (``--claim`` sets
   another figure, e.g. for a shortened job);
+- Pendulum jobs: the greedy evaluation reaches -200 (PPO's target; the
+  actor-critic family's is ``--claim -250``);
 - tabular jobs: the learned greedy policy's exact return is within 3% of the
   optimum (:mod:`mpirl.mdp`, as ``tests/e2e/test_tabular_optimal.py``).
 
@@ -30,7 +32,7 @@ from mpirl.bench.runs import launch
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 #: The claim each environment's jobs make (gymnasium's reward thresholds).
-CLAIMS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MinAtar/Breakout-v1": 15.0}
+CLAIMS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MinAtar/Breakout-v1": 15.0, "Pendulum-v1": -200.0}
 TABULAR_TOLERANCE = 0.03
 
 

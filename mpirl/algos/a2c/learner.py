@@ -8,11 +8,9 @@ gradient on the server).
 """
 from __future__ import annotations
 
-import zlib
-
-import numpy as np
 import torch
 
+from mpirl.algos._replicas import param_fingerprint, replicas_agree
 from mpirl.algos._schedules import lr_at
 from mpirl.functional.a2c import a2c_loss
 from mpirl.learner import Learner, UsesLearner
@@ -82,17 +80,3 @@ class ActorCriticLearner(UsesLearner):
         """Restore what :meth:`state_dict` saved (the flat views stay intact)."""
         self.learner.load_state_dict(arrays, "net")
 
-
-def param_fingerprint(flat: np.ndarray) -> np.ndarray:
-    """The CRC-32 of a parameter vector's bytes as two 16-bit halves (float32-exact in a sum over ranks)."""
-    crc = zlib.crc32(np.ascontiguousarray(flat).view(np.uint8))
-    return np.array([crc >> 16, crc & 0xFFFF], np.float32)
-
-
-def replicas_agree(summed: np.ndarray, mine: np.ndarray, size: int) -> bool:
-    """True if every rank holds ``mine``, given the sum of every rank's fingerprint.
-
-    If each rank finds ``sum == size * mine``, all fingerprints equal their
-    mean, so they are all equal: one Allreduce checks every pair of ranks.
-    """
-    return bool(np.array_equal(np.asarray(summed, np.float64), size * np.asarray(mine, np.float64)))

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 
-from mpirl.algos._loop import WINDOW, ReturnWindow, should_stop
+from mpirl.algos._loop import WINDOW, ReturnWindow, absorb_sums, should_stop
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.config import network_config
-from mpirl.algos.a2c.learner import ActorCriticLearner, param_fingerprint, replicas_agree
+from mpirl.algos._replicas import check_replicas, check_replicas_at_end, param_fingerprint
+from mpirl.algos.a2c.learner import ActorCriticLearner
 from mpirl.learner import AllreduceMean
 from mpirl.networks import make_networks
 from mpirl.rollout import UnrollActor
@@ -42,8 +43,7 @@ def train(ctx) -> dict:
     size = world.size
 
     def reduced(tail):  # after the Allreduce, before the update
-        if not replicas_agree(tail[-2:], param_fingerprint(learner.flat), size):  # every replica must be identical
-            raise RuntimeError(f"rank {ctx.rank}: A2C replicas differ before update {learner.updates + 1}")
+        check_replicas(tail[-2:], learner.flat, size, f"on rank {ctx.rank} before A2C update {learner.updates + 1}")
         learner.set_lr_for(counters["env_steps"] + int(tail[0]))  # the steps of all ranks, this unroll's included
 
     reduce = AllreduceMean(world, sum(p.numel() for p in net.parameters()), CTRL, on_reduced=reduced)
@@ -66,10 +66,8 @@ def train(ctx) -> dict:
                           *param_fingerprint(learner.flat))
         stats = learner.step(loss)
         got = reduce.sums()
-        counters["env_steps"] += int(got["steps"])
-        counters["episodes"] += int(got["episodes"])
+        ret_mean = absorb_sums(counters, got)
         counters["updates"] = learner.updates
-        ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
         done = should_stop(ctx, counters, got["return_count"], ret_mean, learner.state_dict, collective=True,
                            stop_vote=got["stop"] > 0)
         wall = ctx.wall_time()
@@ -81,10 +79,6 @@ def train(ctx) -> dict:
             ctx.save_checkpoint(learner.state_dict(), counters, {"returns": window.state()})
         if done:
             break
-    # The last update's result: one more (small) fingerprint check, so every update was verified.
-    last = param_fingerprint(learner.flat)
-    world.allreduce(last)
-    if not replicas_agree(last, param_fingerprint(learner.flat), size):
-        raise RuntimeError(f"rank {ctx.rank}: A2C replicas differ after the last update")
+    check_replicas_at_end(world, learner.flat, f"on rank {ctx.rank} after the last A2C update")
     envs.close()
     return learner.state_dict()

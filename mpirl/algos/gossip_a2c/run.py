@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from mpirl.algos._loop import WINDOW, ReturnWindow, should_stop
+from mpirl.algos._loop import WINDOW, ReturnWindow, absorb_sums, should_stop
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
 from mpirl.algos.a2c.config import network_config
 from mpirl.algos.a2c.learner import ActorCriticLearner
@@ -95,12 +95,10 @@ def train(ctx) -> dict:
         world.allreduce(dist)
         mpi_s += time.perf_counter() - t0
         got = dict(zip(CTRL, stats[n:].tolist()))
-        counters["env_steps"] += int(got["steps"])
-        counters["episodes"] += int(got["episodes"])
+        ret_mean = absorb_sums(counters, got)
         counters["updates"] = k
         steps = episodes = 0
         per_update = size * a.stats_every
-        ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
         # The network evaluated is the ranks' average: the greedy check (if asked for) looks at that one.
         done = should_stop(ctx, counters, got["return_count"], ret_mean, lambda: _with_params(learner, stats[:n] / size),
                            collective=True, stop_vote=got["stop"] > 0)

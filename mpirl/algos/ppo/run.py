@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
-from mpirl.algos._loop import WINDOW, ReturnWindow, should_stop
+from mpirl.algos._loop import WINDOW, ReturnWindow, absorb_sums, should_stop
 from mpirl.algos._rank_setup import rank_envs, restored_counters, seed_torch
-from mpirl.algos.a2c.learner import param_fingerprint, replicas_agree
+from mpirl.algos._replicas import check_replicas, check_replicas_at_end, param_fingerprint
 from mpirl.algos.ppo.config import network_config
 from mpirl.algos.ppo.learner import TAIL, PPOLearner
 from mpirl.learner import AllreduceMean
@@ -58,14 +58,11 @@ def train(ctx) -> dict:
         ctrl[:] = (out["steps"], len(out["episode_returns"]), window.sum(), len(window), ctx.checkpoint_due(),
                    ctx.stop_requested(), reduce.mpi_s, *param_fingerprint(learner.flat))
         got = dict(zip(CTRL, world.allreduce(ctrl).tolist()))
-        if not replicas_agree(ctrl[-2:], param_fingerprint(learner.flat), size):
-            raise RuntimeError(f"rank {ctx.rank}: PPO replicas differ before update {learner.updates + 1}")
-        counters["env_steps"] += int(got["steps"])
-        counters["episodes"] += int(got["episodes"])
+        check_replicas(ctrl[-2:], learner.flat, size, f"on rank {ctx.rank} before PPO update {learner.updates + 1}")
+        ret_mean = absorb_sums(counters, got)
         learner.set_lr_for(counters["env_steps"])
         stats = learner.update(out)
         counters["updates"] = learner.updates
-        ret_mean = got["return_sum"] / got["return_count"] if got["return_count"] else float("nan")
         done = should_stop(ctx, counters, got["return_count"], ret_mean, learner.state_dict, collective=True,
                            stop_vote=got["stop"] > 0)
         ctx.log(dict(counters, episode_return_mean=ret_mean, **stats,
@@ -78,9 +75,6 @@ def train(ctx) -> dict:
             ctx.save_checkpoint(learner.state_dict(), counters, extra)
         if done:
             break
-    last = param_fingerprint(learner.flat).astype(np.float64)
-    world.allreduce(last)
-    if not replicas_agree(last, param_fingerprint(learner.flat), size):
-        raise RuntimeError(f"rank {ctx.rank}: PPO replicas differ after the last update")
+    check_replicas_at_end(world, learner.flat, f"on rank {ctx.rank} after the last PPO update")
     envs.close()
     return learner.state_dict()
