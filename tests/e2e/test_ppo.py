@@ -9,7 +9,8 @@ from mpirl import checkpoint
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 JOB = os.path.join(ROOT, "jobs", "cartpole_ppo.toml")
 SMALL = ["--set", "log.interval_s=0", "--set", "log.tensorboard=false", "--no-eval",
-         "--set", "ppo.num_steps=32", "--set", "stop.episode_return_mean=1000"]
+         "--set", "ppo.num_steps=32", "--set", "env.num_envs=4", "--set", "ppo.update_epochs=4",
+         "--set", "ppo.num_minibatches=4", "--set", "stop.episode_return_mean=1000"]
 
 
 def metrics(run_dir):
