@@ -147,3 +147,12 @@ class PPOLearner(UsesLearner):
         self.learner.load_state_dict(arrays, "net")
         if self.reward_scaler is not None and "reward_norm/var" in arrays:
             self.reward_scaler.load_state_arrays(arrays)
+
+    def rank_state(self) -> dict:
+        """This rank's own state for the checkpoint (JSON): the reward scaler's running discounted returns."""
+        return {"reward_returns": self.reward_scaler.returns.tolist()} if self.reward_scaler is not None else {}
+
+    def load_rank_state(self, extra: dict) -> None:
+        """Restore what :meth:`rank_state` saved for this rank (absent on a fresh run)."""
+        if self.reward_scaler is not None and "reward_returns" in extra:
+            self.reward_scaler.returns[:] = extra["reward_returns"]

@@ -41,8 +41,7 @@ def train(ctx) -> dict:
     reduce = AllreduceMean(world, sum(p.numel() for p in net.parameters()), TAIL)
     learner = PPOLearner(a, net, cfg.total_env_steps, ctx.rng, grad_reduce=reduce, sum_reduce=world.allreduce,
                          max_nonfinite=cfg.fault.max_nonfinite, num_envs=cfg.env.num_envs)
-    if learner.reward_scaler is not None and "reward_returns" in ctx.restored_extra:
-        learner.reward_scaler.returns[:] = ctx.restored_extra["reward_returns"]
+    learner.load_rank_state(ctx.restored_extra)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
     else:
@@ -69,10 +68,7 @@ def train(ctx) -> dict:
                      mpi_time_frac=got["mpi_s"] / size / max(ctx.wall_time(), 1e-9), replicas_checked=learner.updates),
                 force=done)
         if got["checkpoint"] or done:
-            extra = {"returns": window.state()}
-            if learner.reward_scaler is not None:  # each rank's running discounted returns
-                extra["reward_returns"] = learner.reward_scaler.returns.tolist()
-            ctx.save_checkpoint(learner.state_dict(), counters, extra)
+            ctx.save_checkpoint(learner.state_dict(), counters, {"returns": window.state(), **learner.rank_state()})
         if done:
             break
     check_replicas_at_end(world, learner.flat, f"on rank {ctx.rank} after the last PPO update")
