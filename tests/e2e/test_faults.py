@@ -276,8 +276,9 @@ def test_kill_9_of_a_random_rank_ends_the_job_and_resume_continues(launch, tmp_p
     latest = checkpoint.load_latest(ckpt_dir, warn=lambda m: None)
     steps = int(latest.counters["env_steps"])
     newer = [s for s in complete if s > steps]
-    # The one moment a complete file is not yet latest: rank 0 killed between its rename and the link.
-    assert not newer or victim == 0, f"complete checkpoints {newer} newer than latest ({steps})\n{detail}"
+    # The one moment a complete file is not yet latest: rank 0 killed between its rename and the link,
+    # by the victim's death or by the launcher taking the job down (any victim). At most that one file.
+    assert len(newer) <= 1, f"complete checkpoints {newer} newer than latest ({steps})\n{detail}"
     target = steps + (1000 if seed in TORCH_TRIALS else 20000)
     p, _ = resume(run, target)
     assert p.returncode == 0, p.stderr
