@@ -24,6 +24,9 @@ class PolicyValueKeys:
     init: str = opt("default", "Initial weights: `default` (torch's), or `orthogonal` (cleanRL's PPO: gain sqrt(2), "
                                "zero biases, 0.01 for the policy head and 1 for the value head).",
                     choices=["default", "orthogonal"])
+    log_std_init: float = opt(0.0, "Initial log standard deviation of a Gaussian policy (Box actions; ignored by "
+                                   "a categorical one). Below 0 starts with less exploration noise (SB3 zoo's "
+                                   "Pendulum A2C: -2).")
 
     def __post_init__(self):
         from mpirl.errors import ConfigError
@@ -38,5 +41,5 @@ def network_config(a: PolicyValueKeys):
     from mpirl.networks import NetworkConfig
 
     return NetworkConfig("policy_value", tuple(a.hidden), "tanh", encoder=a.encoder, distribution=a.distribution,
-                         key=a.SECTION, shared_encoder=a.shared_encoder, init=a.init,
+                         key=a.SECTION, shared_encoder=a.shared_encoder, init=a.init, log_std_init=a.log_std_init,
                          obs_norm=bool(getattr(a, "norm_obs", False)), obs_clip=float(getattr(a, "clip_obs", 10.0)))

@@ -18,8 +18,10 @@ import importlib
 from dataclasses import dataclass
 from typing import Tuple
 
+import torch
+
 from mpirl.errors import ConfigError
-from mpirl.networks.distributions import AUTO, DISTRIBUTIONS, Categorical, DiagGaussian, TanhGaussian
+from mpirl.networks.distributions import AUTO, DISTRIBUTIONS, Categorical, DiagGaussian, GaussianHead, TanhGaussian
 from mpirl.networks.encoders import ENCODERS, FlatteningMLPEncoder, MLPEncoder, mlp, mlp_encoder
 from mpirl.networks.heads import PolicyValueNet, QNet, SharedPolicyValueNet, Tower, orthogonal_init, tower
 from mpirl.networks.normalize import ObsNormalized, RewardScaler, RunningNorm
@@ -41,7 +43,8 @@ class NetworkConfig:
     ``init`` ``"orthogonal"`` (policy_value only): :func:`orthogonal_init`;
     ``"default"``: torch's own. ``obs_norm``: observations pass through a
     :class:`~mpirl.networks.normalize.RunningNorm` (clipped at ``obs_clip``)
-    first, vectors only.
+    first, vectors only. ``log_std_init``: the starting value of every
+    :class:`~mpirl.networks.distributions.GaussianHead`'s log std.
     """
 
     kind: str
@@ -55,6 +58,7 @@ class NetworkConfig:
     init: str = "default"
     obs_norm: bool = False
     obs_clip: float = 10.0
+    log_std_init: float = 0.0
 
     @property
     def nested_torso(self) -> bool:
@@ -123,6 +127,10 @@ def make_networks(env_spec, cfg: NetworkConfig):
         net = PolicyValueNet(lambda: make_encoder(env_spec, cfg), make_distribution(env_spec, cfg), obs_ndim)
     if cfg.init == "orthogonal":
         orthogonal_init(net)
+    for m in net.modules():
+        if isinstance(m, GaussianHead):
+            with torch.no_grad():
+                m.log_std.fill_(cfg.log_std_init)
     if cfg.obs_norm:
         if env_spec.obs_kind == "image":
             raise ConfigError(f"key '{cfg.key}.norm_obs' normalises vector observations; frames are scaled by their "

@@ -93,6 +93,15 @@ def test_box_networks_have_a_state_independent_log_std_and_orthogonal_init():
     assert isinstance(tanh.dist, TanhGaussian) and tanh.policy(torch.randn(2, 4)).shape == (2, 6)
 
 
+def test_log_std_init_sets_the_starting_spread_of_every_gaussian_policy():
+    spec = spec_from_spaces(gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Box(-1, 1, (3,), np.float32))
+    for dist, shared, init in (("gaussian", False, "orthogonal"), ("tanh_gaussian", True, "default")):
+        net = make_networks(spec, NetworkConfig("policy_value", (8,), "tanh", distribution=dist,
+                                                shared_encoder=shared, init=init, log_std_init=-1.5))
+        out, _ = net(torch.randn(5, 4))
+        torch.testing.assert_close(out[:, 3:], torch.full((5, 3), -1.5))
+
+
 def test_auto_gives_the_categorical_and_the_same_weights_as_before():
     spec = spec_from_spaces(gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2))
     nets = []
