@@ -40,7 +40,9 @@ def parser() -> argparse.ArgumentParser:
     p = bench_parser("peers", __doc__)
     p.add_argument("--job", default="jobs/minatar_breakout_impala.toml", help="mpirl job (default %(default)s)")
     p.add_argument("--ranks", type=int, default=3, help="mpirun -n for the job (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="runs of each, seeds 0..R-1 (default %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each, seeds 0..R-1 unless --first-seed (default %(default)s)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seed of the first repeat: seeds F..F+R-1, to add repeats to a series (default %(default)s)")
     p.add_argument("--threshold", type=float, default=20.0, help="training return mean to reach (default 20)")
     p.add_argument("--sb3-seconds", type=float, default=600.0, help="wall-time budget of each SB3 run (default %(default)s)")
     p.add_argument("--sb3-batch-size", type=int, default=256,
@@ -150,7 +152,7 @@ def main(argv) -> int:
 
     env_id = load_job(args.job).env.id
     runs, curves = [], {"mpirl": [], "sb3": []}
-    for seed in range(args.repeats):
+    for seed in range(args.first_seed, args.first_seed + args.repeats):
         run = launch(args.job, args.ranks, [f"seed={seed}", "log.tensorboard=false", *args.set], timeout=1800)
         rows = [r for r in run["rows"] if r.get("episode_return_mean") == r.get("episode_return_mean")]
         curve = [(r["wall_time_s"] + run["offset_s"], r["env_steps"], r["episode_return_mean"]) for r in rows]
