@@ -63,6 +63,24 @@ def test_kl_early_stop_ends_the_iteration_without_applying_that_minibatch():
     assert stats["minibatch_steps"] == learner.updates < 40
 
 
+def test_entropy_cost_falls_linearly_to_its_final_value_and_the_loss_uses_it():
+    a, net, learner, actor = setup(entropy_cost=0.05, entropy_cost_final=0.01, lr_decay=False, update_epochs=1,
+                                   num_minibatches=1)
+    learner.set_lr_for(25_000)
+    assert learner.entropy_cost == pytest.approx(0.04)
+    out = copy_unroll(actor.unroll())
+    s = learner.samples(out)
+    parts = learner._loss(s, torch.arange(len(s["ret"])))
+    expected = parts.pg_loss + a.value_cost * parts.value_loss - 0.04 * parts.entropy
+    torch.testing.assert_close(parts.loss.detach(), expected.detach())
+    assert learner.update(out)["entropy_cost"] == pytest.approx(0.04)
+    learner.set_lr_for(200_000)
+    assert learner.entropy_cost == pytest.approx(0.01)
+    _, _, constant, _ = setup(entropy_cost=0.02)
+    constant.set_lr_for(90_000)
+    assert constant.entropy_cost == 0.02
+
+
 def test_state_round_trip_continues_identically():
     a, net, one, actor = setup()
     unrolls = [copy_unroll(actor.unroll()) for _ in range(3)]

@@ -51,6 +51,10 @@ class PPOConfig(PolicyValueKeys):
     clip_reward: float = opt(10.0, "Scaled rewards are clipped to [-clip_reward, clip_reward].", min=0.0)
     value_cost: float = opt(0.5, "Weight of the value loss 0.5 * (V - R)^2 (c1 of the paper's eq. 9).", min=0.0)
     entropy_cost: float = opt(0.01, "Weight of the entropy bonus (c2 of eq. 9).", min=0.0)
+    entropy_cost_final: Optional[float] = opt(
+        None, "Entropy cost at `total_env_steps`, reached linearly from `entropy_cost` (all ranks' env steps, "
+              "as `lr_decay`; set once per iteration): explore early, act near-greedily late. Unset: constant.",
+        min=0.0)
     max_grad_norm: float = opt(0.5, "Global gradient-norm clipping of each averaged gradient (0 disables).",
                                min=0.0)
     target_kl: Optional[float] = opt(None, "Early stop: an iteration's epochs end at the first minibatch whose KL "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpirl.algos._schedules import lr_at
+from mpirl.algos._schedules import linear_anneal, lr_at
 from mpirl.functional.ppo import gae, ppo_loss
 from mpirl.learner import Learner, UsesLearner
 from mpirl.networks.normalize import RewardScaler, moments
@@ -33,6 +33,7 @@ class PPOLearner(UsesLearner):
     def __init__(self, a, net: torch.nn.Module, total_env_steps: int, rng: np.random.Generator,
                  grad_reduce=None, sum_reduce=None, max_nonfinite: int = 0, num_envs: int = 1):
         self.a, self.total_env_steps, self.rng = a, total_env_steps, rng
+        self.entropy_cost = a.entropy_cost
         self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, max_grad_norm=a.max_grad_norm,
                                max_nonfinite=max_nonfinite, fused=False, rmsprop_alpha=a.rmsprop_alpha,
                                rmsprop_eps=a.rmsprop_eps, grad_reduce=grad_reduce,
@@ -45,8 +46,10 @@ class PPOLearner(UsesLearner):
                               if a.norm_reward else None)
 
     def set_lr_for(self, env_steps: int) -> None:
-        """Use the annealed learning rate of ``env_steps`` (all ranks) for the next iteration."""
+        """Use the annealed learning rate and entropy cost of ``env_steps`` (all ranks) for the next iteration."""
         self.learner.set_lr(lr_at(self.a, env_steps, self.total_env_steps))
+        self.entropy_cost = linear_anneal(self.a.entropy_cost, self.a.entropy_cost_final, env_steps,
+                                          self.total_env_steps)
 
     def samples(self, unroll: dict) -> dict:
         """The unroll's real steps (reset steps dropped) as flat tensors, with GAE advantages and targets."""
@@ -108,7 +111,7 @@ class PPOLearner(UsesLearner):
         means = {k: v / max(steps, 1) for k, v in sums.items()}
         var = float(s["ret"].var()) if n > 1 else float("nan")
         explained = 1.0 - float((s["ret"] - s["value_old"]).var()) / var if var > 0 else float("nan")
-        return {**means, "minibatch_steps": steps, "kl_stopped": int(stopped), "explained_variance": explained,
+        return {**means, "entropy_cost": self.entropy_cost, "minibatch_steps": steps, "kl_stopped": int(stopped), "explained_variance": explained,
                 "lr": self.learner.lr, "nonfinite_skipped": self.learner.guard.metrics()["nonfinite_skipped"]}
 
     def _update_obs_norm(self, obs: torch.Tensor) -> None:
@@ -124,7 +127,7 @@ class PPOLearner(UsesLearner):
         params, values = self.net(s["obs"][idx])
         log_pi, entropy = self.dist.log_prob_and_entropy(params, s["action"][idx])
         return ppo_loss(log_pi, s["log_old"][idx], s["adv"][idx], values, s["value_old"][idx], s["ret"][idx],
-                        entropy, a.clip_coef, a.value_cost, a.entropy_cost,
+                        entropy, a.clip_coef, a.value_cost, self.entropy_cost,
                         value_clip=a.clip_coef if a.clip_vloss else None)
 
     def _backward(self, out) -> float:
