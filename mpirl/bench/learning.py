@@ -12,8 +12,14 @@ another CPU. This bench runs each job for every seed under each kernel set
   another figure, e.g. for a shortened job);
 - Pendulum jobs: the greedy evaluation reaches -200 (PPO's target; the
   actor-critic family's is ``--claim -250``);
+- MuJoCo jobs: HalfCheetah-v5 1,700 and Hopper-v5 2,000 (issue 14's targets);
 - tabular jobs: the learned greedy policy's exact return is within 3% of the
   optimum (:mod:`mpirl.mdp`, as ``tests/e2e/test_tabular_optimal.py``).
+
+``--judge training`` judges the training return mean (the last 100 episodes)
+of the run's last metrics row instead of the greedy evaluation: with
+``--set stop.episode_return_mean=X`` every run stops when it reaches X, and
+its ``env_steps`` and ``wall_s`` say how long that took.
 
 Each job runs at the rank count of its documented command (``mpirun -n N`` in
 the job file's header) unless ``--ranks`` is given. Writes ``<name>.csv`` and
@@ -32,7 +38,8 @@ from mpirl.bench.runs import launch
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 #: The claim each environment's jobs make (gymnasium's reward thresholds).
-CLAIMS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MinAtar/Breakout-v1": 15.0, "Pendulum-v1": -200.0}
+CLAIMS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MinAtar/Breakout-v1": 15.0, "Pendulum-v1": -200.0,
+          "HalfCheetah-v5": 1700.0, "Hopper-v5": 2000.0}
 TABULAR_TOLERANCE = 0.03
 
 
@@ -74,8 +81,9 @@ def tabular_verdict(run_dir: str) -> dict:
             "passed": bool(exact >= best - TABULAR_TOLERANCE * abs(best) - 1e-9)}
 
 
-def run_one(path: str, ranks: int, seed: int, kernel: str, overrides, timeout: float, claim=None) -> dict:
-    """One launch of ``path``; the row of the results table."""
+def run_one(path: str, ranks: int, seed: int, kernel: str, overrides, timeout: float, claim=None,
+            judge: str = "greedy") -> dict:
+    """One launch of ``path``; the row of the results table (``judge``: ``greedy`` or ``training``)."""
     env = {} if kernel == "native" else {"ATEN_CPU_CAPABILITY": kernel}
     with open(path) as f:
         tabular = re.search(r'^algo\s*=\s*"tabular_q"', f.read(), re.M) is not None
@@ -90,8 +98,10 @@ def run_one(path: str, ranks: int, seed: int, kernel: str, overrides, timeout: f
     else:
         ev = run["eval"]
         claim = CLAIMS.get(ev.get("env_id"), float("nan")) if claim is None else claim
-        row.update(eval_return=ev.get("episode_return_mean", float("nan")), claim=claim,
-                   passed=bool(ev.get("episode_return_mean", float("-inf")) >= claim))
+        train = float(last.get("episode_return_mean", float("nan")))
+        judged = ev.get("episode_return_mean", float("nan")) if judge == "greedy" else train
+        row.update(eval_return=ev.get("episode_return_mean", float("nan")), train_return=train, judged=judge,
+                   claim=claim, passed=bool(judged >= claim))
     return row
 
 
@@ -103,7 +113,8 @@ def summarise(runs: list) -> dict:
         out.setdefault(key, []).append(r)
     summary = {}
     for key, rs in out.items():
-        vals = [r.get("eval_return", r.get("exact_return")) for r in rs]
+        vals = [r["train_return"] if r.get("judged") == "training" else r.get("eval_return", r.get("exact_return"))
+                for r in rs]
         summary[key] = {"runs": len(rs), "passed": sum(r["passed"] for r in rs), "min": min(vals),
                         "median": statistics.median(vals), "ranks": rs[0]["ranks"],
                         "median_env_steps": statistics.median(r["env_steps"] for r in rs)}
@@ -124,7 +135,10 @@ def main(argv) -> int:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per run (default %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     p.add_argument("--claim", type=float, default=None,
-                   help="the greedy return every run must reach (default: the environment's, e.g. 475 for CartPole)")
+                   help="the return every run must reach (default: the environment's, e.g. 475 for CartPole)")
+    p.add_argument("--judge", choices=["greedy", "training"], default="greedy",
+                   help="what the claim judges: the greedy evaluation, or the training return mean of the last "
+                        "metrics row (default %(default)s)")
     p.add_argument("--name", default="learning", help="output file stem (default %(default)s)")
     add_out_dir(p, "learning")
     args = p.parse_args(argv)
@@ -142,7 +156,7 @@ def main(argv) -> int:
         for ranks in flat_ints(args.ranks) if args.ranks else [documented_ranks(path)]:
             for kernel in kernels:
                 for seed in seeds:
-                    runs.append(run_one(path, ranks, seed, kernel, args.set, args.timeout, args.claim))
+                    runs.append(run_one(path, ranks, seed, kernel, args.set, args.timeout, args.claim, args.judge))
                     print(json.dumps(runs[-1]), flush=True)
     summary = summarise(runs)
     print(f"\nnative kernels here: {native}")
@@ -150,8 +164,8 @@ def main(argv) -> int:
     for key, s in summary.items():
         print(f"{key:>38} {s['ranks']:>5} {s['passed']:>4}/{s['runs']:<3} {s['min']:>10.2f} {s['median']:>10.2f} "
               f"{s['median_env_steps']:>10,.0f}")
-    columns = ["job", "ranks", "seed", "kernel", "passed", "claim", "eval_return", "exact_return", "optimum",
-               "env_steps", "wall_s"]
+    columns = ["job", "ranks", "seed", "kernel", "passed", "claim", "judged", "eval_return", "train_return",
+               "exact_return", "optimum", "env_steps", "wall_s"]
     paths = write_csv_json(args.out_dir, args.name, runs, columns,
                            {"summary": summary, "runs": runs, "native_kernels": native, "seeds": seeds,
                             "date": time.strftime("%Y-%m-%d")})

@@ -30,6 +30,19 @@ def test_summary_counts_passes_per_job_ranks_and_kernel():
     assert s["j/n2/native"]["passed"] == 1 and s["j/n2/native"]["min"] == 400.0 and s["j/n2/default"]["runs"] == 1
 
 
+def test_judge_training_checks_the_last_training_mean_not_the_greedy_one(monkeypatch, tmp_path):
+    job = tmp_path / "j.toml"
+    job.write_text('algo = "ppo"\n')
+    fake = {"rows": [{"env_steps": 100.0, "episode_return_mean": 1650.0}, {"env_steps": 200.0, "episode_return_mean": 1710.0}],
+            "total_s": 12.5, "eval": {"env_id": "HalfCheetah-v5", "episode_return_mean": 1600.0}}
+    monkeypatch.setattr(learning, "launch", lambda *a, **k: fake)
+    greedy = learning.run_one(str(job), 2, 0, "native", [], 60.0)
+    train = learning.run_one(str(job), 2, 0, "native", [], 60.0, judge="training")
+    assert greedy["claim"] == 1700.0 and not greedy["passed"]
+    assert train["passed"] and train["train_return"] == 1710.0 and train["env_steps"] == 200
+    assert learning.summarise([train])["j/n2/native"]["min"] == 1710.0
+
+
 def test_a_tabular_sweep_over_two_kernel_sets(tmp_path):
     p = subprocess.run([sys.executable, "-m", "mpirl", "bench", "learning", "--jobs", "frozenlake_q", "--seeds", "0",
                         "--kernels", "native,default", "--ranks", "2", "--out-dir", str(tmp_path)],
