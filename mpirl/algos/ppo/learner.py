@@ -111,7 +111,8 @@ class PPOLearner(UsesLearner):
         means = {k: v / max(steps, 1) for k, v in sums.items()}
         var = float(s["ret"].var()) if n > 1 else float("nan")
         explained = 1.0 - float((s["ret"] - s["value_old"]).var()) / var if var > 0 else float("nan")
-        return {**means, "entropy_cost": self.entropy_cost, "minibatch_steps": steps, "kl_stopped": int(stopped), "explained_variance": explained,
+        return {**means, "entropy_cost": self.entropy_cost, "minibatch_steps": steps, "kl_stopped": int(stopped),
+                "explained_variance": explained,
                 "lr": self.learner.lr, "nonfinite_skipped": self.learner.guard.metrics()["nonfinite_skipped"]}
 
     def _update_obs_norm(self, obs: torch.Tensor) -> None:
