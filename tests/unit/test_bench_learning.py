@@ -33,7 +33,8 @@ def test_summary_counts_passes_per_job_ranks_and_kernel():
 def test_judge_training_checks_the_last_training_mean_not_the_greedy_one(monkeypatch, tmp_path):
     job = tmp_path / "j.toml"
     job.write_text('algo = "ppo"\n')
-    fake = {"rows": [{"env_steps": 100.0, "episode_return_mean": 1650.0}, {"env_steps": 200.0, "episode_return_mean": 1710.0}],
+    rows = [{"env_steps": 100.0, "episode_return_mean": 1650.0}, {"env_steps": 200.0, "episode_return_mean": 1710.0}]
+    fake = {"rows": rows,
             "total_s": 12.5, "eval": {"env_id": "HalfCheetah-v5", "episode_return_mean": 1600.0}}
     monkeypatch.setattr(learning, "launch", lambda *a, **k: fake)
     greedy = learning.run_one(str(job), 2, 0, "native", [], 60.0)
