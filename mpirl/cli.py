@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     b.add_argument("what", choices=["comm", "tabular", "startup", "apex", "impala", "actor_critic", "learning",
-                                    "replay", "peers", "frames", "ppo"])
+                                    "replay", "peers", "frames", "ppo", "learner"])
     b.add_argument("args", nargs=argparse.REMAINDER)
     return p
 

@@ -124,6 +124,20 @@ class FaultConfig:
 
 
 @dataclass
+class LearnerConfig:
+    """`[learner]`: where the learners compute (every algorithm but tabular_q)."""
+
+    device: str = opt("cpu", "Torch device of the learners' networks and optimizers: `cpu`, `cuda` (a GPU torch "
+                             "sees; ranks on one node take the node's GPUs round-robin; an error when there is "
+                             "none) or `auto` (a GPU where there is one, else the CPU; rank 0 says which). "
+                             "Actors always act on CPU; batches go to the device in pinned, non-blocking "
+                             "copies and the weights come back once per publication. `impala.learner.device` "
+                             "is an alias.", choices=["cpu", "cuda", "auto"])
+    #: The key the job named the device with (`learner.device` or an alias), for error messages; not a key.
+    given_as = "learner.device"
+
+
+@dataclass
 class Config:
     """A whole job: common keys plus the algorithm's own section `[<algo>]`."""
 
@@ -138,6 +152,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig, metadata={"help": "Checkpoints."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Final evaluation."})
     fault: FaultConfig = field(default_factory=FaultConfig, metadata={"help": "Fault detection."})
+    learner: LearnerConfig = field(default_factory=LearnerConfig, metadata={"help": "Learner placement."})
     agent: Any = field(default=None, metadata={"help": "The algorithm's own section, `[<algo>]`."})
 
 
@@ -228,9 +243,36 @@ def parse_config(data: dict, source="<config>", name: str = "", overrides=()) ->
         raise ConfigError(f"{source(algo)}: '{algo}' must be a section ([{algo}])")
     cfg = _build(Config, data, source, "", skip={"agent"})
     cfg.agent = _build(agent_cls, agent_data, source, algo + ".")
+    _learner_alias(cfg, data, agent_data, source)
     if not cfg.name:
         cfg.name = name or cfg.algo
     return cfg
+
+
+def _learner_alias(cfg: Config, data: dict, agent_data: dict, source) -> None:
+    # `impala.learner.device` came first; it stays a name for `learner.device` (public job-file key).
+    sub = getattr(cfg.agent, "learner", None)
+    old = (agent_data.get("learner") or {}).get("device") if isinstance(agent_data.get("learner"), dict) else None
+    new = (data.get("learner") or {}).get("device") if isinstance(data.get("learner"), dict) else None
+    if sub is None or old is None:
+        cfg.learner.given_as = "learner.device"
+        if sub is not None:
+            sub.device = cfg.learner.device
+        return
+    if new is not None and new != old:
+        given = [str(source(k)).startswith("--set") for k in ("learner.device", f"{cfg.algo}.learner.device")]
+        if given == [True, False]:  # an override beats the file (or a checkpoint's stored config)
+            sub.device = cfg.learner.device
+            cfg.learner.given_as = "learner.device"
+            return
+        if given == [False, True]:
+            cfg.learner.device = sub.device
+            cfg.learner.given_as = f"{cfg.algo}.learner.device"
+            return
+        raise ConfigError(f"{source(cfg.algo + '.learner.device')}: key '{cfg.algo}.learner.device' is {old!r} "
+                          f"but 'learner.device' is {new!r}: they name the same setting; give one of them")
+    cfg.learner.device = sub.device = old
+    cfg.learner.given_as = f"{cfg.algo}.learner.device"
 
 
 def load_job(path: str, overrides=()) -> Config:

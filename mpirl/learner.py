@@ -10,6 +10,7 @@ a reduction hook holds the group it averages over.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -57,41 +58,79 @@ class Learner:
     ``grad_reduce``: a callable averaging the flat gradient in place between
     backward and the optimizer step (an :class:`AllreduceMean`, whose buffer
     then holds the gradient); with it, or with ``flat_grads``, the gradients
-    live in one float32 vector :attr:`grad` (CPU). ``max_nonfinite``: see
+    are one float32 host vector :attr:`grad`. ``max_nonfinite``: see
     :class:`~mpirl.nonfinite.NonFiniteGuard`. ``fused``: see
     :func:`~mpirl.optim.make_optimizer`.
+
+    On a CPU the learner trains ``net`` itself, and :attr:`grad` and
+    :meth:`weights` are live views of its tensors. On a device (or
+    ``staged``, see :mod:`mpirl.device`) it trains a copy there; ``net``
+    stays on the CPU as :attr:`acting_net`, :meth:`weights` copies the
+    device's parameters into it once per call (a publication), :meth:`assign`
+    writes host values back, and :attr:`grad` is filled from the device after
+    backward and copied back before the step.
     """
 
     def __init__(self, net: torch.nn.Module, *, optimizer: str, lr: float, device: str = "cpu",
                  max_grad_norm: float = 0.0, max_nonfinite: int = 0, fused: bool = True,
                  rmsprop_alpha: float = 0.99, rmsprop_eps: float = 1e-8, grad_reduce=None,
-                 flat_grads: bool = False):
+                 flat_grads: bool = False, staged: bool | None = None):
+        from mpirl.device import staged as staged_by_env
+
         self.device = torch.device(device)
-        self.net = net.to(self.device)
+        self.staged = self.device.type != "cpu" or (staged_by_env() if staged is None else staged)
+        self.acting_net = net
+        self._acting = FlatParams(net) if self.staged else None
+        self.net = copy.deepcopy(net).to(self.device) if self.staged else net
         self.params = FlatParams(self.net)
         self.grad_reduce = grad_reduce
-        self.grad = None
+        self.grad = self._dgrad = self._grad_t = None
         if grad_reduce is not None or flat_grads:
-            if self.device.type != "cpu":
-                raise ValueError("flat gradients (a reduction hook) need a CPU learner")
-            self.grad = flat_gradients(self.net, getattr(grad_reduce, "buffer", None))
+            host = getattr(grad_reduce, "buffer", None)
+            if self.staged:
+                self._dgrad = _device_gradients(self.net, self.device)
+                n = self._dgrad.numel()
+                self.grad = host[:n] if host is not None else np.zeros(n, np.float32)
+                self._grad_t = torch.from_numpy(self.grad)
+            else:
+                self.grad = flat_gradients(self.net, host)
         self.opt = make_optimizer(optimizer, self.net.parameters(), lr, fused=fused,
                                   rmsprop_alpha=rmsprop_alpha, rmsprop_eps=rmsprop_eps)
         self.guard = NonFiniteGuard(max_nonfinite)
         self.max_grad_norm = max_grad_norm
         self.updates = 0
         self.lr = lr
+        self._staging: dict = {}
 
     @property
     def flat(self) -> np.ndarray:
-        """The parameters as one float32 numpy vector (a live view on CPU)."""
-        return self.params.host()
+        """The parameters as one float32 numpy vector (:meth:`weights`)."""
+        return self.weights()
 
     def set_lr(self, lr: float) -> None:
         """Use learning rate ``lr`` from the next step on."""
         self.lr = lr
         for group in self.opt.param_groups:
             group["lr"] = lr
+
+    def tensors(self, arrays: dict) -> dict:
+        """Numpy arrays as tensors on the learner's device (CPU: shared memory; device: pinned, non-blocking)."""
+        if not self.staged:
+            return {k: torch.from_numpy(v) for k, v in arrays.items()}
+        out = {}
+        for k, v in arrays.items():
+            v = np.asarray(v)
+            buf = self._staging.get(k)
+            if buf is None or tuple(buf.shape) != v.shape or buf.numpy().dtype != v.dtype:
+                # Reused each update: the copy out of it has finished before the next fill, because every
+                # update reads its loss back to the host (a synchronisation) before the next one starts.
+                buf = torch.from_numpy(np.empty(v.shape, v.dtype))
+                if self.device.type == "cuda":
+                    buf = buf.pin_memory()
+                self._staging[k] = buf
+            buf.numpy()[...] = v
+            out[k] = buf.to(self.device, non_blocking=True)
+        return out
 
     def backward(self, loss: torch.Tensor) -> float:
         """Gradients of ``loss`` (NaN under the fault switch); returns the loss value.
@@ -102,17 +141,24 @@ class Learner:
         """
         loss = self.guard.loss(loss)
         if self.grad is not None:
-            self.grad[...] = 0.0  # backward accumulates into the flat views
+            if self.staged:
+                self._dgrad.zero_()
+            else:
+                self.grad[...] = 0.0  # backward accumulates into the flat views
         else:
             self.opt.zero_grad(set_to_none=True)
         loss.backward()
         value = float(loss.detach())
+        if self.staged and self.grad is not None:
+            self._grad_t.copy_(self._dgrad)
         if self.grad is not None and not math.isfinite(value):
             self.grad[...] = np.nan
         return value
 
     def apply(self, loss_value: float = 0.0) -> dict:
         """Clip, check and apply the current gradients; returns ``grad_norm``, ``lr`` and the guard's count."""
+        if self.staged and self.grad is not None:
+            self._dgrad.copy_(self._grad_t)  # the (reduced, or received) host gradient is the one applied
         params = self.net.parameters()
         if self.max_grad_norm > 0:
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm))
@@ -131,8 +177,24 @@ class Learner:
         return {"loss": value, **self.apply(value)}
 
     def weights(self) -> np.ndarray:
-        """The parameters as one flat float32 host vector (to publish or broadcast)."""
-        return self.params.host()
+        """The parameters as one flat float32 host vector (to publish or broadcast).
+
+        On a CPU a live view; on a device the acting network's vector, refreshed from the device now (one copy).
+        """
+        if not self.staged:
+            return self.params.host()
+        self._acting.vector.copy_(self.params.vector)
+        return self._acting.host()
+
+    def assign(self, values: np.ndarray) -> None:
+        """Write host ``values`` (a flat vector, e.g. a broadcast) into the learner's parameters."""
+        if not self.staged:
+            if values is not self.params.host():
+                self.params.assign(values)
+            return
+        if values is not self._acting.host():
+            self._acting.assign(values)
+        self.params.vector.copy_(self._acting.vector)
 
     def state_dict(self, prefix: str = "net") -> dict:
         """Network (under ``prefix/``) and optimizer (``optim/``, with its learning rate) as named arrays."""
@@ -142,6 +204,18 @@ class Learner:
         """Restore what :meth:`state_dict` saved (the flat views stay intact)."""
         load_module_arrays(prefix, self.net, arrays)
         load_optimizer_arrays("optim", self.opt, arrays)
+        self.weights()  # the acting copy follows
+
+
+def _device_gradients(module: torch.nn.Module, device) -> torch.Tensor:
+    """Every parameter's ``.grad`` as a view into one float32 vector on ``device`` (returned)."""
+    params = list(module.parameters())
+    flat = torch.zeros(sum(p.numel() for p in params), dtype=torch.float32, device=device)
+    offset = 0
+    for p in params:
+        p.grad = flat[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return flat
 
 
 class UsesLearner:

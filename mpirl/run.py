@@ -64,6 +64,17 @@ def prepare(args, world_size: int):
     except ConfigError as e:  # environment errors name the key; say where that key was given
         raise ConfigError(f"{source(e.key or 'env.id')}: {e}") from None
 
+    if cfg.learner.device != "cpu":
+        key = cfg.learner.given_as
+        if cfg.algo == "tabular_q":
+            raise ConfigError(f"{source(key)}: key '{key}' is not supported by algo "
+                              f"'tabular_q' (its tables are numpy arrays, not torch modules)")
+        from mpirl.device import check_device
+
+        try:
+            check_device(cfg.learner.device, key)
+        except ConfigError as e:
+            raise ConfigError(f"{source(key)}: {e}") from None
     if cfg.stop.greedy_episodes and not getattr(algo, "GREEDY_STOP", False):
         raise ConfigError(f"{source('stop.greedy_episodes')}: key 'stop.greedy_episodes' is not supported by "
                           f"algo {cfg.algo!r} (it has no greedy policy to check)")
@@ -162,8 +173,23 @@ class RunContext:
         if os.environ.get("SLURM_JOB_ID"):
             self.logger.message(f"mpirl: SLURM job {os.environ['SLURM_JOB_ID']}, "
                                 f"SLURM_RESTART_COUNT={os.environ.get('SLURM_RESTART_COUNT', '0')}")
+        self.learner_device = self._place_learner()
         self.restored_state, self.restored_counters = self._restore(plan.get("resume"), resume_ckpt)
         self.wall_offset = float(self.restored_counters.get("wall_time_s", 0.0))
+
+    def _place_learner(self) -> str:
+        """This rank's learner device (`learner.device` resolved here: GPUs differ between nodes)."""
+        requested = self.cfg.learner.device
+        if requested == "cpu":
+            return "cpu"
+        from mpirl.device import resolve
+
+        device, note = resolve(requested, self.world.node_rank())
+        notes = self.world.gather_json(note)
+        if notes is not None:
+            for line in sorted(set(notes)):
+                self.logger.message(f"mpirl: {line}")
+        return device
 
     def _restore(self, path, ck):
         # Rank 0 has read the checkpoint; the others receive counters, arrays and their own RNG state.

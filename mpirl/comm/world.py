@@ -93,6 +93,15 @@ class World:
         sub.watch_actors(self.actor_timeout_s)
         return sub
 
+    def node_rank(self) -> int:
+        """This rank's index among the ranks on its node (MPI shared-memory split); collective, at start-up."""
+        MPI = _mpi()
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED, self.rank)
+        try:
+            return node.Get_rank()
+        finally:
+            node.Free()
+
     # ---- collectives on buffers -----------------------------------------
     def barrier(self) -> None:
         """Synchronise all ranks without busy-polling."""

@@ -62,8 +62,8 @@ class RunningNorm(nn.Module):
 
     def update(self, sums: np.ndarray) -> None:
         """Merge a batch given as (reduced) :func:`moments` sums into the statistics."""
-        count, mean, var = merge_moments(float(self.count[0]), self.mean.double().numpy().ravel(),
-                                         self.var.double().numpy().ravel(), sums)
+        count, mean, var = merge_moments(float(self.count[0]), self.mean.double().cpu().numpy().ravel(),
+                                         self.var.double().cpu().numpy().ravel(), sums)
         with torch.no_grad():  # in place: the buffers are views into the flat parameter vector
             self.mean.copy_(torch.from_numpy(mean).reshape(self.mean.shape))
             self.var.copy_(torch.from_numpy(var).reshape(self.var.shape))

@@ -112,7 +112,7 @@ def test_rank_killed_on_the_second_node_ends_the_job(cluster2, tmp_path):
 
 def test_gpu_template_runs_on_the_gpu_node_and_names_the_missing_cuda(cluster2, tmp_path):
     # Node 1 has a gpu GRES but no CUDA: the template must be scheduled there (--gpus=1) and mpirl must
-    # reject `impala.learner.device=cuda` with a clear error and exit 2, not crash or fall back to CPU.
+    # reject `learner.device=cuda` with a clear error and exit 2, not crash or fall back to CPU.
     out = str(tmp_path)
     jid = sbatch(cluster2, out, "train-gpu.sbatch", IMPALA, "--no-eval", *QUIET)
     info = wait_state(cluster2, jid)
@@ -120,5 +120,5 @@ def test_gpu_template_runs_on_the_gpu_node_and_names_the_missing_cuda(cluster2, 
     assert info["NodeList"] == "mpirln1" and info.get("TresPerJob") == "gres:gpu:1", info
     assert "GPUs of this job (CUDA_VISIBLE_DEVICES): 0" in log, log
     assert info["JobState"] == "FAILED" and info["ExitCode"] == "2:0", log
-    assert "key 'impala.learner.device' is 'cuda' but torch sees no CUDA device" in log, log
+    assert "key 'learner.device' is 'cuda' but torch sees no CUDA device" in log, log
     assert "Traceback" not in log, log

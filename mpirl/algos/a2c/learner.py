@@ -28,26 +28,29 @@ class ActorCriticLearner(UsesLearner):
     non-finite loss is all NaN, so whichever rank applies it skips it.
     """
 
-    def __init__(self, a, net: torch.nn.Module, total_env_steps: int, grad_reduce=None, max_nonfinite: int = 0):
+    def __init__(self, a, net: torch.nn.Module, total_env_steps: int, grad_reduce=None, max_nonfinite: int = 0,
+                 device: str = "cpu"):
         self.a, self.total_env_steps = a, total_env_steps
         self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, max_grad_norm=a.max_grad_norm,
                                max_nonfinite=max_nonfinite, fused=False, rmsprop_alpha=a.rmsprop_alpha,
-                               rmsprop_eps=a.rmsprop_eps, grad_reduce=grad_reduce, flat_grads=True)
-        self.net, self.dist = self.learner.net, net.dist
+                               rmsprop_eps=a.rmsprop_eps, grad_reduce=grad_reduce, flat_grads=True,
+                               device=device)
+        self.net, self.dist = self.learner.net, self.learner.net.dist
         self.flat, self.grad = self.learner.flat, self.learner.grad
         self.guard = self.learner.guard
 
     def loss(self, unroll: dict) -> tuple[torch.Tensor, dict]:
         """The A2C loss of one unroll (``[T+1, B]`` observations) and its parts as floats."""
         a = self.a
-        params, values = self.net(torch.from_numpy(unroll["obs"]))
-        actions = torch.from_numpy(unroll["action"])
+        t = self.learner.tensors({k: unroll[k] for k in ("obs", "action", "reward", "terminated", "reset")})
+        params, values = self.net(t["obs"])
+        actions = t["action"]
         log_pi, entropy = self.dist.log_prob_and_entropy(params[: actions.shape[0]], actions)
-        reward = torch.from_numpy(unroll["reward"])
+        reward = t["reward"]
         if a.reward_scale != 1.0:
             reward = reward * a.reward_scale
         out = a2c_loss(log_pi, entropy, values, reward,
-                       torch.from_numpy(unroll["terminated"]), torch.from_numpy(unroll["reset"]), a.gamma,
+                       t["terminated"], t["reset"], a.gamma,
                        a.value_cost, a.entropy_cost)
         return out.loss, {"pg_loss": float(out.pg_loss), "value_loss": float(out.value_loss),
                           "entropy": float(out.entropy)}
@@ -61,7 +64,9 @@ class ActorCriticLearner(UsesLearner):
     def apply_gradient(self, env_steps: int) -> dict:
         """One optimizer step with :attr:`grad`; ``env_steps`` (all ranks) sets the decayed learning rate."""
         self.set_lr_for(env_steps)
-        return self.learner.apply()
+        stats = self.learner.apply()
+        self.learner.weights()  # the acting network (a copy on CPU when the learner has a device) follows
+        return stats
 
     def set_lr_for(self, env_steps: int) -> None:
         """Use the decayed learning rate of ``env_steps`` (all ranks) from the next step on."""
@@ -70,6 +75,7 @@ class ActorCriticLearner(UsesLearner):
     def step(self, loss: torch.Tensor) -> dict:
         """Backward, the reduction hook, and one optimizer step (learning rate: :meth:`set_lr_for`)."""
         stats = self.learner.step(loss)
+        self.learner.weights()  # the acting network follows (see apply_gradient)
         return {k: stats[k] for k in ("grad_norm", "lr", "nonfinite_skipped")}
 
     def state_dict(self) -> dict:

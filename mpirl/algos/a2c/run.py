@@ -47,11 +47,12 @@ def train(ctx) -> dict:
         learner.set_lr_for(counters["env_steps"] + int(tail[0]))  # the steps of all ranks, this unroll's included
 
     reduce = AllreduceMean(world, sum(p.numel() for p in net.parameters()), CTRL, on_reduced=reduced)
-    learner = ActorCriticLearner(a, net, cfg.total_env_steps, grad_reduce=reduce, max_nonfinite=cfg.fault.max_nonfinite)
+    learner = ActorCriticLearner(a, net, cfg.total_env_steps, grad_reduce=reduce, max_nonfinite=cfg.fault.max_nonfinite,
+                                 device=ctx.learner_device)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
     else:
-        world.bcast(learner.flat)  # one initialisation for every replica
+        learner.learner.assign(world.bcast(learner.flat))  # one initialisation for every replica
     learner.updates = counters["updates"]
     actor = UnrollActor(envs, net.policy, a.t_max, ctx.rng, net.dist)
     # Per-rank windows summing to about the last 100 episodes of all ranks.

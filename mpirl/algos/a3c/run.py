@@ -66,7 +66,9 @@ def train(ctx) -> dict:
     resumed_steps = restored_counters(ctx)["env_steps"]
     envs, spec = rank_envs(ctx)
     net = make_networks(spec, network_config(a))
-    learner = ActorCriticLearner(a, net, cfg.total_env_steps, max_nonfinite=cfg.fault.max_nonfinite)
+    # Only the server learns on `learner.device`: the workers act, so they compute their gradients on CPU.
+    learner = ActorCriticLearner(a, net, cfg.total_env_steps, max_nonfinite=cfg.fault.max_nonfinite,
+                                 device=ctx.learner_device if world.is_learner else "cpu")
     specs = gradient_spec(learner.flat.size, a.t_max * cfg.env.num_envs), params_spec(learner.flat.size)
     if world.is_learner:
         envs.close()
@@ -89,7 +91,7 @@ def _work(ctx, learner, actor, gspec, pspec) -> None:
     start = time.perf_counter()
     while not int(reply["stop"]):
         ctl.answer(int(reply["report"]))  # a checkpoint asks for this worker's RNG state (once per round)
-        learner.flat[...] = reply["params"]
+        learner.learner.assign(reply["params"])
         version = int(reply["version"])
         out = actor.unroll()
         ctx.mark_first_step()

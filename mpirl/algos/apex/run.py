@@ -74,7 +74,7 @@ def train(ctx) -> dict:
     if world.is_learner:
         probe.close()
         replay = make_replay(a.replay_capacity, spec, prioritized=True, alpha=a.priority_alpha)
-        learner = DQNLearner(a, net, replay, ctx.rng, cfg.fault.max_nonfinite)
+        learner = DQNLearner(a, net, replay, ctx.rng, cfg.fault.max_nonfinite, device=ctx.learner_device)
         weights_spec = MessageSpec({"params": (learner.flat.shape, np.float32), "version": ((), np.int64)})
         return _learn(ctx, learner, traj_spec, weights_spec)
     flat = flat_parameters(net)

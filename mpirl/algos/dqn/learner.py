@@ -24,38 +24,38 @@ class DQNLearner(UsesLearner):
     ``max_nonfinite``: see :class:`~mpirl.nonfinite.NonFiniteGuard`.
     """
 
-    def __init__(self, a, net: torch.nn.Module, replay, rng, max_nonfinite: int = 0):
+    def __init__(self, a, net: torch.nn.Module, replay, rng, max_nonfinite: int = 0, device: str = "cpu"):
         self.a, self.replay, self.rng = a, replay, rng
         self.prioritized = hasattr(replay, "update_priorities")
         self.frames = hasattr(replay, "frames_per_transition")  # a frame replay (mpirl.replay.frames)
         self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, max_grad_norm=a.max_grad_norm,
-                               max_nonfinite=max_nonfinite)
+                               max_nonfinite=max_nonfinite, device=device)
         self.online = self.learner.net
         self.target = copy.deepcopy(self.online)
         self.target.requires_grad_(False)
 
     @property
     def flat(self) -> np.ndarray:
-        """The online network's parameters as one float32 vector (a live view)."""
+        """The online network's parameters as one float32 host vector (a live view on CPU)."""
         return self.learner.flat
 
     def update(self, beta: float = 0.4) -> dict:
         """One gradient step on a sampled batch; returns scalar metrics."""
         if self.prioritized:
             idx, batch, weights = self.replay.sample(self.a.batch_size, beta, self.rng)
-            weights = torch.from_numpy(weights)
+            weights = self.learner.tensors({"w": weights})["w"]
         else:
             idx, batch = self.replay.sample(self.a.batch_size, self.rng)
             weights = None
         if self.frames:
             # Channel-last views of frame-major gathers: wrapped as they are, the encoders' channel-first
             # permute makes them contiguous, where a copy here (or a cat) would transpose 30 MB per batch.
-            t = {k: torch.from_numpy(v) for k, v in batch.items()}
+            t = self.learner.tensors(batch)
             q = self.online(t["obs"])
             with torch.no_grad():
                 q_next_online = self.online(t["next_obs"])
         else:
-            t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+            t = self.learner.tensors({k: np.ascontiguousarray(v) for k, v in batch.items()})
             # One online pass over obs and next_obs together: small MLPs are bound by per-call overhead.
             q_both = self.online(torch.cat([t["obs"], t["next_obs"]]))
             q, q_next_online = q_both[: len(t["obs"])], q_both[len(t["obs"]):].detach()
@@ -69,7 +69,7 @@ class DQNLearner(UsesLearner):
         if self.learner.updates == before:
             return metrics  # skipped: no step, and NaN TD errors never become priorities
         if self.prioritized:
-            self.replay.update_priorities(idx, out.td_errors.abs().numpy())
+            self.replay.update_priorities(idx, out.td_errors.abs().cpu().numpy())
         if self.updates % self.a.target_update_period == 0:
             self.target.load_state_dict(self.online.state_dict())
         return metrics

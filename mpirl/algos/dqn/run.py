@@ -44,7 +44,7 @@ def train(ctx) -> dict:
 
     if world.is_learner:
         learner = DQNLearner(a, net, make_replay(a.replay_capacity, spec), ctx.rng,
-                             cfg.fault.max_nonfinite)
+                             cfg.fault.max_nonfinite, device=ctx.learner_device)
         if ctx.restored_state:
             learner.load_state_dict(ctx.restored_state)
         # The update count drives the target-copy schedule and the logged/checkpointed counter:
@@ -62,7 +62,7 @@ def train(ctx) -> dict:
     window = ReturnWindow(ctx.restored_extra.get("returns", []))
 
     def publish():
-        weights["params"] = flat
+        weights["params"] = learner.flat if world.is_learner else flat  # the learner's: fresh from its device
         world.bcast(weights.buffer)
         flat[...] = weights["params"]
         return dict(zip(_CTRL, weights["ctrl"]))

@@ -48,13 +48,14 @@ def train(ctx) -> dict:
     counters = restored_counters(ctx)
     envs, spec = rank_envs(ctx)
     net = make_networks(spec, network_config(a))
-    learner = ActorCriticLearner(a, net, cfg.total_env_steps, max_nonfinite=cfg.fault.max_nonfinite)
+    learner = ActorCriticLearner(a, net, cfg.total_env_steps, max_nonfinite=cfg.fault.max_nonfinite,
+                                 device=ctx.learner_device)
     if ctx.restored_rank_arrays:
         learner.load_state_dict(ctx.restored_rank_arrays)
     elif ctx.restored_state:  # resumed at a larger rank count: a new rank starts from rank 0's network
         learner.load_state_dict(ctx.restored_state)
     else:
-        world.bcast(learner.flat)  # consensus at the start
+        learner.learner.assign(world.bcast(learner.flat))  # consensus at the start
     learner.updates = counters["updates"]
     actor = UnrollActor(envs, net.policy, a.t_max, ctx.rng, net.dist)
     window = ReturnWindow(ctx.restored_extra.get("returns", []), maxlen=math.ceil(WINDOW / world.size))
@@ -84,6 +85,7 @@ def train(ctx) -> dict:
                 mpi_s += time.perf_counter() - t0
                 flat += peer_buf  # both ranks compute (a + b) / 2: the pair agrees bitwise
                 flat *= np.float32(0.5)
+                learner.learner.assign(flat)
         if k % a.stats_every:
             continue
         stats[:n] = flat
@@ -118,8 +120,8 @@ def train(ctx) -> dict:
 
 def _with_params(learner, params) -> dict:
     """The learner's state with ``params`` (the ranks' average) as its network."""
-    own = learner.flat.copy()
-    learner.flat[...] = params
+    own = learner.learner.weights().copy()
+    learner.learner.assign(params)
     state = learner.state_dict()  # copies
-    learner.flat[...] = own
+    learner.learner.assign(own)
     return state

@@ -4,7 +4,6 @@ from __future__ import annotations
 from mpirl.algos import _contract
 from mpirl.algos.impala.config import ImpalaConfig as Config
 from mpirl.algos.impala.config import network_config
-from mpirl.errors import ConfigError
 
 __all__ = ["Config", "MIN_RANKS", "SUPPORTS", "check_env", "greedy_policy", "state_shapes", "train"]
 
@@ -20,14 +19,8 @@ _check, state_shapes, greedy_policy = _contract.functions(SUPPORTS, network_conf
 
 
 def check_env(cfg, env) -> None:
-    """The environment suits the policy network; ``learner.device = "cuda"`` also needs a CUDA device on rank 0."""
+    """The environment suits the policy network (`learner.device` is checked with every algorithm's)."""
     _check(cfg, env)
-    if cfg.agent.learner.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError("key 'impala.learner.device' is 'cuda' but torch sees no CUDA device "
-                              f"(torch {torch.__version__})")
 
 
 def train(ctx):

@@ -14,8 +14,8 @@ __all__ = ["ImpalaConfig", "LearnerConfig", "network_config"]
 class LearnerConfig:
     """Where the IMPALA learner (rank 0) computes its updates."""
 
-    device: str = opt("cpu", "Torch device of the learner's network and optimizer: `cpu`, or `cuda` (the "
-                             "learner's default CUDA device; actors always act on CPU).", choices=["cpu", "cuda"])
+    device: str = opt("cpu", "Alias of `learner.device` (kept for job files that name it here).",
+                      choices=["cpu", "cuda", "auto"])
 
 
 @dataclass
@@ -54,4 +54,4 @@ class ImpalaConfig(PolicyValueKeys):
                           min=1)
     weights_publish_period: int = opt(1, "Learner updates between two weight publications to the actors.", min=1)
     torch_threads: int = opt(1, "torch intra-op threads per rank (1: ranks share the cores).", min=1)
-    learner: LearnerConfig = field(default_factory=LearnerConfig, metadata={"help": "The learner's device."})
+    learner: LearnerConfig = field(default_factory=LearnerConfig, metadata={"help": "Alias of `[learner]`."})

@@ -20,21 +20,22 @@ class ImpalaLearner(UsesLearner):
     ``max_nonfinite``: see :class:`~mpirl.nonfinite.NonFiniteGuard`.
     """
 
-    def __init__(self, a, net: torch.nn.Module, total_env_steps: int, max_nonfinite: int = 0):
+    def __init__(self, a, net: torch.nn.Module, total_env_steps: int, max_nonfinite: int = 0,
+                 device: str = "cpu"):
         self.a, self.total_env_steps = a, total_env_steps
-        self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, device=a.learner.device,
+        self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, device=device,
                                max_grad_norm=a.max_grad_norm, max_nonfinite=max_nonfinite, fused=False,
                                rmsprop_alpha=a.rmsprop_alpha, rmsprop_eps=a.rmsprop_eps)
-        self.net, self.device, self.dist = self.learner.net, self.learner.device, net.dist
+        self.net, self.device, self.dist = self.learner.net, self.learner.device, self.learner.net.dist
 
     def weights(self) -> np.ndarray:
-        """The network's parameters as one flat float32 vector (a live view on CPU)."""
+        """The network's parameters as one flat float32 host vector (a live view on CPU, a fresh copy otherwise)."""
         return self.learner.weights()
 
     def update(self, batch: dict, env_steps: int) -> dict:
         """One gradient step on a batch of unrolls; ``env_steps`` received so far sets the learning rate."""
         a, dist = self.a, self.dist
-        t = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+        t = self.learner.tensors(batch)
         params, values = self.net(t["obs"])  # [T+1, N, P], [T+1, N]
         T = t["action"].shape[0]
         log_pi, entropy = dist.log_prob_and_entropy(params[:T], t["action"])

@@ -50,7 +50,7 @@ def train(ctx) -> dict:
     spec = unroll_spec(a.unroll_length, cfg.env.num_envs, env_spec, net.dist.num_params)
     if world.is_learner:
         envs.close()
-        learner = ImpalaLearner(a, net, cfg.total_env_steps, cfg.fault.max_nonfinite)
+        learner = ImpalaLearner(a, net, cfg.total_env_steps, cfg.fault.max_nonfinite, device=ctx.learner_device)
         return _learn(ctx, learner, spec)
     flat = flat_parameters(net)
     actor = UnrollActor(envs, net.policy, a.unroll_length, resumed_sampling(ctx, envs, resumed_steps), net.dist)

@@ -31,17 +31,18 @@ class PPOLearner(UsesLearner):
     """
 
     def __init__(self, a, net: torch.nn.Module, total_env_steps: int, rng: np.random.Generator,
-                 grad_reduce=None, sum_reduce=None, max_nonfinite: int = 0, num_envs: int = 1):
+                 grad_reduce=None, sum_reduce=None, max_nonfinite: int = 0, num_envs: int = 1,
+                 device: str = "cpu"):
         self.a, self.total_env_steps, self.rng = a, total_env_steps, rng
         self.entropy_cost = a.entropy_cost
         self.learner = Learner(net, optimizer=a.optimizer, lr=a.lr, max_grad_norm=a.max_grad_norm,
                                max_nonfinite=max_nonfinite, fused=False, rmsprop_alpha=a.rmsprop_alpha,
                                rmsprop_eps=a.rmsprop_eps, grad_reduce=grad_reduce,
-                               flat_grads=grad_reduce is None)
-        self.net, self.dist = self.learner.net, net.dist
+                               flat_grads=grad_reduce is None, device=device)
+        self.net, self.dist = self.learner.net, self.learner.net.dist
         self.flat = self.learner.flat
         self.grad_reduce, self.sum_reduce = grad_reduce, sum_reduce
-        self.obs_norm = getattr(net, "obs_norm", None)
+        self.obs_norm = getattr(self.net, "obs_norm", None)  # the learner's (the acting copy follows it)
         self.reward_scaler = (RewardScaler(num_envs, a.gamma, a.clip_reward, sum_reduce=sum_reduce)
                               if a.norm_reward else None)
 
@@ -54,15 +55,15 @@ class PPOLearner(UsesLearner):
     def samples(self, unroll: dict) -> dict:
         """The unroll's real steps (reset steps dropped) as flat tensors, with GAE advantages and targets."""
         a = self.a
-        obs = torch.from_numpy(unroll["obs"])
-        actions = torch.from_numpy(unroll["action"])
+        t = self.learner.tensors({k: unroll[k] for k in ("obs", "action", "policy_params", "reset", "reward",
+                                                         "terminated")})
+        obs, actions = t["obs"], t["action"]
         T = actions.shape[0]
         with torch.no_grad():
             _, values = self.net(obs)
-            log_old = self.dist.log_prob(torch.from_numpy(unroll["policy_params"]), actions)
-        reset = torch.from_numpy(unroll["reset"]).bool()
-        adv = gae(torch.from_numpy(unroll["reward"]), values, torch.from_numpy(unroll["terminated"]), reset,
-                  a.gamma, a.gae_lambda)
+            log_old = self.dist.log_prob(t["policy_params"], actions)
+        reset = t["reset"].bool()
+        adv = gae(t["reward"], values, t["terminated"], reset, a.gamma, a.gae_lambda)
         real = ~reset.reshape(-1)
         flat = {"obs": obs[:T].reshape(T * obs.shape[1], *obs.shape[2:]), "action": actions.reshape(-1),
                 "log_old": log_old.reshape(-1), "value_old": values[:T].reshape(-1),
@@ -93,7 +94,7 @@ class PPOLearner(UsesLearner):
         steps, stopped = 0, False
         for _ in range(a.update_epochs):
             for idx in np.array_split(self.rng.permutation(n), a.num_minibatches):
-                out = self._loss(s, torch.from_numpy(idx))
+                out = self._loss(s, torch.from_numpy(idx).to(self.learner.device))
                 kl = self._backward(out)
                 if a.target_kl is not None and kl > 1.5 * a.target_kl:
                     stopped = True  # every replica saw the same averaged KL: all stop here
@@ -108,6 +109,7 @@ class PPOLearner(UsesLearner):
                 break
         if self.obs_norm is not None:
             self._update_obs_norm(s["obs"])
+        self.learner.weights()  # the acting network (a CPU copy when the learner has a device) follows
         means = {k: v / max(steps, 1) for k, v in sums.items()}
         var = float(s["ret"].var()) if n > 1 else float("nan")
         explained = 1.0 - float((s["ret"] - s["value_old"]).var()) / var if var > 0 else float("nan")
@@ -118,7 +120,7 @@ class PPOLearner(UsesLearner):
     def _update_obs_norm(self, obs: torch.Tensor) -> None:
         # After the epochs: the iteration acted and learned under one set of statistics, so the behaviour
         # log-probabilities stay those of the network being trained.
-        sums = moments(obs.numpy())
+        sums = moments(obs.cpu().numpy())
         if self.sum_reduce is not None:
             self.sum_reduce(sums)
         self.obs_norm.update(sums)

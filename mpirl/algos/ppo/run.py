@@ -40,12 +40,12 @@ def train(ctx) -> dict:
     size = world.size
     reduce = AllreduceMean(world, sum(p.numel() for p in net.parameters()), TAIL)
     learner = PPOLearner(a, net, cfg.total_env_steps, ctx.rng, grad_reduce=reduce, sum_reduce=world.allreduce,
-                         max_nonfinite=cfg.fault.max_nonfinite, num_envs=cfg.env.num_envs)
+                         max_nonfinite=cfg.fault.max_nonfinite, num_envs=cfg.env.num_envs, device=ctx.learner_device)
     learner.load_rank_state(ctx.restored_extra)
     if ctx.restored_state:
         learner.load_state_dict(ctx.restored_state)
     else:
-        world.bcast(learner.flat)  # one initialisation for every replica
+        learner.learner.assign(world.bcast(learner.flat))  # one initialisation for every replica
     learner.updates = counters["updates"]
     actor = UnrollActor(envs, net.policy, a.num_steps, ctx.rng, net.dist)
     window = ReturnWindow(ctx.restored_extra.get("returns", []), maxlen=math.ceil(WINDOW / size))
