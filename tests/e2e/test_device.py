@@ -112,7 +112,8 @@ def test_cuda_learner_trains_resumes_and_evaluates(run_mpirl, tmp_path, case):
     p = run_mpirl(["train", "--resume", "--run-dir", run, "--set", f"total_env_steps={steps + 3000}", "--no-eval"],
                   n=n, timeout=150)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert checkpoint.load(os.path.join(run, "checkpoints", "latest.h5")).counters["updates"] > first.counters["updates"]
+    second = checkpoint.load(os.path.join(run, "checkpoints", "latest.h5"))
+    assert second.counters["updates"] > first.counters["updates"]
     ev = run_mpirl(["eval", os.path.join(run, "checkpoints", "latest.h5"), "--episodes", "3"], n=None,
                    timeout=60)
     assert ev.returncode == 0 and json.loads(ev.stdout)["episodes"] == 3, ev.stderr
